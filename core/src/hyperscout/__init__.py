@@ -1,0 +1,105 @@
+"""hyperscout: hyperparameter optimization from plugins, ClearML's HPO API without a server.
+
+``from hyperscout import report_scalar`` is what a trial script does, so importing this package
+loads only :mod:`hyperscout.trial` (standard library); everything else is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from hyperscout.trial import get_job_id, get_parameters, report_scalar
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # parameter ranges (ClearML's names)
+    "UniformParameterRange": "hyperscout.params",
+    "UniformIntegerParameterRange": "hyperscout.params",
+    "LogUniformParameterRange": "hyperscout.params",
+    "DiscreteParameterRange": "hyperscout.params",
+    "ParameterSet": "hyperscout.params",
+    "Parameter": "hyperscout.params",
+    "SearchSpace": "hyperscout.params",
+    # objectives
+    "Objective": "hyperscout.objective",
+    "ObjectiveSet": "hyperscout.objective",
+    # jobs
+    "Job": "hyperscout.job",
+    "JobStatus": "hyperscout.job",
+    "MetricPoint": "hyperscout.job",
+    # strategies
+    "SearchStrategy": "hyperscout.strategy",
+    "Suggestion": "hyperscout.strategy",
+    "WAIT": "hyperscout.strategy",
+    "EXHAUSTED": "hyperscout.strategy",
+    "Verdict": "hyperscout.strategy",
+    "TrialResult": "hyperscout.strategy",
+    "TrialRecord": "hyperscout.strategy",
+    "StudySettings": "hyperscout.strategy",
+    # backends
+    "Backend": "hyperscout.backend",
+    "JobSpec": "hyperscout.backend",
+    "JobQueued": "hyperscout.backend",
+    "JobStarted": "hyperscout.backend",
+    "MetricReported": "hyperscout.backend",
+    "JobExited": "hyperscout.backend",
+    "Command": "hyperscout.command",
+    "MetricPattern": "hyperscout.capture",
+    # plugins
+    "hookimpl": "hyperscout.plugins",
+    # the optimizer
+    "HyperParameterOptimizer": "hyperscout.optimizer",
+    # errors
+    "HyperscoutError": "hyperscout.errors",
+    "ConfigError": "hyperscout.errors",
+    "ParameterError": "hyperscout.errors",
+    "PluginNotFoundError": "hyperscout.errors",
+    "UnsupportedError": "hyperscout.errors",
+}
+
+__all__ = ["__version__", "get_job_id", "get_parameters", "report_scalar", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hyperscout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hyperscout.backend import Backend, JobExited, JobQueued, JobSpec, JobStarted, MetricReported
+    from hyperscout.capture import MetricPattern
+    from hyperscout.command import Command
+    from hyperscout.errors import ConfigError, HyperscoutError, ParameterError, PluginNotFoundError, UnsupportedError
+    from hyperscout.job import Job, JobStatus, MetricPoint
+    from hyperscout.objective import Objective, ObjectiveSet
+    from hyperscout.optimizer import HyperParameterOptimizer
+    from hyperscout.params import (
+        DiscreteParameterRange,
+        LogUniformParameterRange,
+        Parameter,
+        ParameterSet,
+        SearchSpace,
+        UniformIntegerParameterRange,
+        UniformParameterRange,
+    )
+    from hyperscout.plugins import hookimpl
+    from hyperscout.strategy import (
+        EXHAUSTED,
+        WAIT,
+        SearchStrategy,
+        StudySettings,
+        Suggestion,
+        TrialRecord,
+        TrialResult,
+        Verdict,
+    )

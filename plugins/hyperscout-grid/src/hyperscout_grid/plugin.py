@@ -1,0 +1,15 @@
+"""Entry point: registers ``grid``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hyperscout import hookimpl
+
+
+@hookimpl
+def hyperscout_register_strategies(register: Callable[..., Any]) -> None:
+    from hyperscout_grid import GridSearch
+
+    register(GridSearch)
