@@ -1,0 +1,394 @@
+"""``hyperscout``: run, resume and inspect studies from the terminal.
+
+Every user error prints one line (``hyperscout: error: ...``) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hyperscout.errors import ConfigError, HyperscoutError, PluginNotFoundError, UnsupportedError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v)
+    return "-" if v is None else str(v)
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+# -- running ----------------------------------------------------------------------------------
+def _run_optimizer(kwargs: dict[str, Any], top_k: int, where: str | None = None) -> int:
+    from hyperscout.optimizer import HyperParameterOptimizer
+
+    report_period = kwargs.pop("_report_period_min", 0.1)
+    try:
+        opt = HyperParameterOptimizer(**kwargs)
+    except (PluginNotFoundError, UnsupportedError) as exc:
+        if where is None:
+            raise
+        msg = str(exc)
+        key = "strategy" if msg.startswith(("unknown strategy", "strategy")) else "backend" if "backend" in msg[:20] else "parameters"
+        if "has no option" in msg:
+            key += ".options"
+        elif msg.startswith("unknown"):
+            key += ".name"
+        raise ConfigError(f"{where}: {key}: {msg}") from None
+    opt.set_report_period(report_period)
+    interrupted = {"n": 0}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted["n"] += 1
+        if interrupted["n"] == 1:
+            print("\nhyperscout: stopping: aborting running jobs (Ctrl-C again to force)...", file=sys.stderr)
+            if opt._engine is not None:  # noqa: SLF001 - the CLI is the optimizer's own front end
+                opt._engine.request_stop("stopped")  # noqa: SLF001
+        else:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    old_term = signal.signal(signal.SIGTERM, on_sigint)
+    try:
+        opt.start()
+        while not opt.wait(timeout=0.5 / 60):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)
+    top = opt.get_top_experiments(top_k)
+    _print_top(top, opt.objectives)
+    if interrupted["n"]:
+        print(f"hyperscout: stopped; run the same command again to resume study {opt.study_name!r}")
+    return 0
+
+
+def _print_top(jobs: list[Any], objectives: Any) -> None:
+    if not jobs:
+        print("no job finished with an objective value")
+        return
+    rows = []
+    for rank, j in enumerate(jobs, 1):
+        row = {"rank": rank, "job": j.id, "status": j.status.value}
+        for o, v in zip(objectives, j.objective_values or []):
+            row[o.key] = v
+        row.update(j.params)
+        rows.append(row)
+    cols = ["rank", "job", "status", *[o.key for o in objectives], *jobs[0].params.keys()]
+    print(_table(rows, cols))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hyperscout.config import load_study
+
+    cfg = load_study(args.study)
+    kwargs = cfg.optimizer_kwargs()
+    if args.study_name:
+        kwargs["study_name"] = args.study_name
+    kwargs["_report_period_min"] = args.report_period
+    return _run_optimizer(kwargs, args.top, where=str(cfg.path))
+
+
+def _json_arg(flag: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag}: {text!r} is not valid JSON ({exc.msg}); quote it like '{{\"name\": ...}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: {text!r} must be a JSON object")
+    return value
+
+
+def cmd_param_search(args: argparse.Namespace) -> int:
+    from hyperscout.command import Command
+    from hyperscout.params import DiscreteParameterRange, parameter_from_dict
+    from hyperscout.plugins import strategies
+
+    if args.task_id:
+        raise ConfigError(
+            "--task-id needs a backend that knows tasks (hyperscout-clearml); for a local script use --script"
+        )
+    if not args.script:
+        raise ConfigError("--script is required: the Python file to optimize")
+    fixed: list[str] = []
+    for a in args.args or []:
+        if "=" not in a:
+            raise ConfigError(f"--args: {a!r} must look like name=value")
+        k, v = a.split("=", 1)
+        fixed += [f"--{k.rsplit('/', 1)[-1]}", v]
+    params = []
+    for text in args.params_search or []:
+        params.append(parameter_from_dict(_json_arg("--params-search", text)))
+    for text in args.params_override or []:
+        d = _json_arg("--params-override", text)
+        if set(d) != {"name", "value"}:
+            raise ConfigError(f"--params-override: {text!r} must be {{\"name\": ..., \"value\": ...}}")
+        params.append(DiscreteParameterRange(d["name"], values=[d["value"]]))
+    if not params:
+        raise ConfigError("--params-search: give at least one parameter range as JSON")
+    optimizer = args.optimizer_class
+    if optimizer is None:
+        optimizer = "OptimizerOptuna" if "optuna" in strategies() else "RandomSearch"
+        print(f"hyperscout: --optimizer-class not given, using {optimizer}")
+    kwargs: dict[str, Any] = {
+        "base_task_id": Command.for_script(args.script, fixed, params_as=args.params_as),
+        "hyper_parameters": params,
+        "objective_metric_title": args.objective_metric_title,
+        "objective_metric_series": args.objective_metric_series,
+        "objective_metric_sign": args.objective_metric_sign,
+        "optimizer_class": optimizer,
+        "execution_queue": args.queue,
+        "storage": args.storage,
+        "study_name": args.study_name or args.task_name,
+        "backend": args.backend,
+        "seed": args.seed,
+        "save_top_k_tasks_only": args.save_top_k_tasks_only,
+        "_report_period_min": args.report_period,
+    }
+    for flag in ("optimization_time_limit", "compute_time_limit", "pool_period_min", "total_max_jobs",
+                 "min_iteration_per_job", "max_iteration_per_job", "time_limit_per_job",
+                 "max_number_of_concurrent_tasks"):
+        value = getattr(args, flag)
+        if value is not None:
+            kwargs[flag] = value
+    if args.metric_pattern:
+        kwargs["metric_patterns"] = [_json_arg("--metric-pattern", t) for t in args.metric_pattern]
+    top = args.save_top_k_tasks_only if args.save_top_k_tasks_only and args.save_top_k_tasks_only > 0 else 10
+    return _run_optimizer(kwargs, min(10, top))
+
+
+# -- inspecting -------------------------------------------------------------------------------
+def _open_store(storage: str) -> Any:
+    from hyperscout.store import STORE_FILENAME, Store
+
+    p = Path(storage)
+    file = p if p.suffix in (".sqlite", ".db", ".sqlite3") else p / STORE_FILENAME
+    if not file.exists():
+        raise ConfigError(f"no store at {str(file)!r}; run a study first or pass --storage DIR")
+    return Store(p)
+
+
+def _load(storage: str, study: str) -> tuple[Any, list[Any], dict[str, Any]]:
+    from hyperscout.objective import Objective, ObjectiveSet
+
+    store = _open_store(storage)
+    info = store.get_study(study)
+    if info is None:
+        names = ", ".join(s["name"] for s in store.list_studies()) or "none"
+        raise ConfigError(f"no study {study!r} in {store.path}; studies there: {names}")
+    objectives = ObjectiveSet.of([Objective(**o) for o in info["definition"]["objectives"]])
+    return objectives, store.load_jobs(study), info
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = _open_store(args.storage)
+    if args.study is None:
+        rows = store.list_studies()
+        if not rows:
+            print(f"no studies in {store.path}")
+            return 0
+        print(_table(rows, ["name", "status", "end_reason", "jobs", "completed", "failed", "pruned", "aborted",
+                            "active"]))
+        return 0
+    objectives, jobs, info = _load(args.storage, args.study)
+    print(f"study {info['name']!r}: {info['status']}" + (f" ({info['end_reason']})" if info["end_reason"] else ""))
+    rows = []
+    for j in jobs:
+        row = {"#": j.number, "job": j.id, "status": j.status.value, "duration": j.duration,
+               "objective": j.objective_values, "reason": j.reason}
+        rows.append(row)
+    print(_table(rows, ["#", "job", "status", "objective", "duration", "reason"]))
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from hyperscout.objective import rank
+
+    objectives, jobs, _ = _load(args.storage, args.study)
+    done = [j for j in jobs if j.objective_values is not None and j.superseded_by is None]
+    _print_top(rank(done, lambda j: j.objective_values, objectives)[: args.k], objectives)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hyperscout.objective import rank
+
+    objectives, jobs, info = _load(args.storage, args.study)
+    ranked = rank(jobs, lambda j: j.objective_values, objectives)
+    position = {j.id: i + 1 for i, j in enumerate(ranked) if j.objective_values is not None}
+    if args.format == "json":
+        payload = {
+            "study": info["name"],
+            "definition": info["definition"],
+            "jobs": [
+                {**j.summary(), "rank": position.get(j.id), "started": j.started, "ended": j.ended,
+                 "stdout": j.stdout_path, "stderr": j.stderr_path, "retry_of": j.retry_of,
+                 "superseded_by": j.superseded_by,
+                 "metrics": [[m.title, m.series, m.iteration, m.value] for m in j.metrics]}
+                for j in jobs
+            ],
+        }
+        text = json.dumps(payload, indent=1, default=str)
+    else:
+        names = sorted({k for j in jobs for k in j.params})
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["job", "number", "rank", "status", *[o.key for o in objectives], "duration", "exit_code",
+                    "reason", *names])
+        for j in jobs:
+            vals = j.objective_values or [None] * len(objectives)
+            w.writerow([j.id, j.number, position.get(j.id, ""), j.status.value, *vals, j.duration, j.exit_code,
+                        j.reason or "", *[j.params.get(n, "") for n in names]])
+        text = buf.getvalue()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {len(jobs)} jobs to {args.output}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from hyperscout.report import plot_study
+
+    objectives, jobs, info = _load(args.storage, args.study)
+    out = plot_study(info["name"], jobs, objectives, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from hyperscout.plugins import backends, strategies
+
+    rows = []
+    for kind, reg in (("strategy", strategies()), ("backend", backends())):
+        for e in sorted(reg, key=lambda e: e.name):
+            rows.append({"kind": kind, "name": e.name, "class": e.cls.__name__, "distribution": e.distribution,
+                         "version": e.version})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print(_table(rows, ["kind", "name", "class", "distribution", "version"]))
+    else:
+        print("no plugins installed; `pip install hyperscout-random hyperscout-local` for the basics")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hyperscout", description="Hyperparameter optimization from plugins.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__import__('hyperscout').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run (or resume) the study described by a TOML file")
+    run.add_argument("study", help="the study file (TOML)")
+    run.add_argument("--study-name", help="override [study].name")
+    run.add_argument("--top", type=int, default=5, help="rows of the final table (default 5)")
+    run.add_argument("--report-period", type=float, default=0.1, help="minutes between progress lines (default 0.1)")
+    run.set_defaults(func=cmd_run)
+
+    ps = sub.add_parser("param-search", help="the flags of clearml-param-search, run locally")
+    ps.add_argument("--project-name", help="accepted for ClearML compatibility; recorded only")
+    ps.add_argument("--task-name", help="the study name (same as --study-name)")
+    src = ps.add_mutually_exclusive_group()
+    src.add_argument("--task-id", help="a ClearML task id (needs a ClearML backend)")
+    src.add_argument("--script", help="the Python script to optimize")
+    ps.add_argument("--args", nargs="*", help="fixed script arguments as name=value")
+    ps.add_argument("--queue", default=None, help="execution queue (remote backends)")
+    ps.add_argument("--params-search", nargs="*", help="parameter ranges as JSON objects")
+    ps.add_argument("--params-override", nargs="*", help='fixed parameters as {"name": ..., "value": ...}')
+    ps.add_argument("--objective-metric-title", required=True)
+    ps.add_argument("--objective-metric-series", required=True)
+    ps.add_argument("--objective-metric-sign", required=True, choices=["min", "max", "min_global", "max_global"])
+    ps.add_argument("--optimizer-class", default=None,
+                    help="OptimizerOptuna, OptimizerBOHB, GridSearch, RandomSearch or any registered name "
+                         "(default: optuna if installed, else random)")
+    ps.add_argument("--optimization-time-limit", type=float, help="minutes for the whole study")
+    ps.add_argument("--compute-time-limit", type=float, help="total minutes of job running time")
+    ps.add_argument("--pool-period-min", type=float, help="minutes between polls of remote backends")
+    ps.add_argument("--total-max-jobs", type=int)
+    ps.add_argument("--min-iteration-per-job", type=int)
+    ps.add_argument("--max-iteration-per-job", type=int)
+    ps.add_argument("--save-top-k-tasks-only", type=int, default=10, help="-1 keeps everything")
+    ps.add_argument("--time-limit-per-job", type=float, help="minutes")
+    ps.add_argument("--max-number-of-concurrent-tasks", type=int)
+    ps.add_argument("--local", action="store_true", help="run the jobs locally (the default backend)")
+    ps.add_argument("--study-name")
+    ps.add_argument("--storage", default=".hyperscout", help="directory of the store (default .hyperscout)")
+    ps.add_argument("--backend", default="local")
+    ps.add_argument("--seed", type=int)
+    ps.add_argument("--params-as", default="argparse", choices=["argparse", "hydra", "env", "json"])
+    ps.add_argument("--metric-pattern", nargs="*", help='{"regex": "...(?P<value>...)", "title": ..., "series": ...}')
+    ps.add_argument("--report-period", type=float, default=0.1)
+    ps.set_defaults(func=cmd_param_search)
+
+    st = sub.add_parser("status", help="studies in a store, or the jobs of one study")
+    st.add_argument("study", nargs="?")
+    st.add_argument("--storage", default=".hyperscout")
+    st.set_defaults(func=cmd_status)
+
+    top = sub.add_parser("top", help="the best jobs of a study")
+    top.add_argument("study")
+    top.add_argument("-k", type=int, default=5)
+    top.add_argument("--storage", default=".hyperscout")
+    top.set_defaults(func=cmd_top)
+
+    ex = sub.add_parser("export", help="every job of a study as JSON or CSV")
+    ex.add_argument("study")
+    ex.add_argument("--format", choices=["json", "csv"], default="json")
+    ex.add_argument("-o", "--output")
+    ex.add_argument("--storage", default=".hyperscout")
+    ex.set_defaults(func=cmd_export)
+
+    pl = sub.add_parser("plot", help="objective per job, best so far and parameter plots as a PNG")
+    pl.add_argument("study")
+    pl.add_argument("-o", "--output", default=None, help="PNG path (default STUDY.png)")
+    pl.add_argument("--storage", default=".hyperscout")
+    pl.set_defaults(func=cmd_plot)
+
+    pg = sub.add_parser("plugins", help="installed strategies and backends")
+    pg.add_argument("--json", action="store_true")
+    pg.set_defaults(func=cmd_plugins)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except HyperscoutError as exc:
+        print(f"hyperscout: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hyperscout: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
