@@ -1,0 +1,68 @@
+"""Sessions that install every package the way a user would (``pip install ./core ./plugins/NAME``).
+
+    nox                      # tests, plugins, lint, demo (the README's test command)
+    nox -s plugins           # each plugin's own tests in its own virtualenv
+    nox -s plugins -- -k discovery
+    nox -s bench             # benchmarks under bench/ (not part of the default run)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "plugins", "lint", "demo"]
+nox.options.reuse_existing_virtualenvs = True
+
+PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+BASICS = ["./core", "./plugins/hyperscout-random", "./plugins/hyperscout-grid", "./plugins/hyperscout-local"]
+
+
+def _extras(plugin: str) -> str:
+    meta = tomllib.loads((ROOT / "plugins" / plugin / "pyproject.toml").read_text())["project"]
+    return "[test]" if "test" in meta.get("optional-dependencies", {}) else ""
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core's tests, with the built-in plugins installed from their own directories."""
+    session.install(*BASICS, "pytest", "scikit-learn")
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("plugin", PLUGINS, ids=PLUGINS)
+def plugins(session: nox.Session, plugin: str) -> None:
+    """One plugin's tests in a fresh environment: core + the local backend + that plugin."""
+    packages = ["./core", "./plugins/hyperscout-local", f"./plugins/{plugin}{_extras(plugin)}"]
+    session.install(*dict.fromkeys(packages), "pytest")
+    module = plugin.replace("-", "_")
+    session.run("python", "-c", f"import {module}")
+    session.run("pytest", f"plugins/{plugin}/tests", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "core", "plugins", "tests", "examples", "bench", "noxfile.py")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README quickstart: tune examples/digits/train.py with two jobs at a time."""
+    session.install(*BASICS, "scikit-learn")
+    tmp = session.create_tmp()
+    session.run("hyperscout", "run", str(ROOT / "examples/digits/study.toml"), "--study-name", f"demo-{Path(tmp).name}")
+    session.run("hyperscout", "plugins")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (slow; not in the default run)."""
+    session.install(*BASICS, *[f"./plugins/{p}" for p in PLUGINS], "scikit-learn", "matplotlib")
+    for script in sorted((ROOT / "bench").glob("*/run.py")):
+        session.run("python", str(script), *session.posargs)
