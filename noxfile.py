@@ -15,7 +15,7 @@ import nox
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "plugins", "lint", "demo"]
+nox.options.sessions = ["tests", "plugins", "template", "lint", "demo"]
 nox.options.reuse_existing_virtualenvs = True
 
 PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
@@ -43,6 +43,13 @@ def plugins(session: nox.Session, plugin: str) -> None:
     module = plugin.replace("-", "_")
     session.run("python", "-c", f"import {module}")
     session.run("pytest", f"plugins/{plugin}/tests", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """The copyable third-party plugin template, installed and tested as its author would."""
+    session.install("./core", "./examples/plugin-template[test]")
+    session.run("pytest", "examples/plugin-template/tests", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
