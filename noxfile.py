@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"

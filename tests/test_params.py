@@ -4,7 +4,6 @@ import json
 import random
 
 import pytest
-
 from hyperscout import (
     DiscreteParameterRange,
     LogUniformParameterRange,

@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hyperscout import (
     Command,
     DiscreteParameterRange,
     HyperParameterOptimizer,
     JobStatus,
-    UniformIntegerParameterRange,
     UniformParameterRange,
 )
 

@@ -13,12 +13,12 @@ from hyperscout import (
 )
 
 try:
-    from hyperscout_optuna import OptimizerOptuna  # noqa: F401
+    from hyperscout_optuna import OptimizerOptuna
 
     aSearchStrategy = OptimizerOptuna
 except ImportError:
     try:
-        from hyperscout_bohb import OptimizerBOHB  # noqa: F401
+        from hyperscout_bohb import OptimizerBOHB
 
         aSearchStrategy = OptimizerBOHB
     except ImportError:

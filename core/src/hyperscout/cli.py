@@ -66,8 +66,8 @@ def _run_optimizer(kwargs: dict[str, Any], top_k: int, where: str | None = None)
         interrupted["n"] += 1
         if interrupted["n"] == 1:
             print("\nhyperscout: stopping: aborting running jobs (Ctrl-C again to force)...", file=sys.stderr)
-            if opt._engine is not None:  # noqa: SLF001 - the CLI is the optimizer's own front end
-                opt._engine.request_stop("stopped")  # noqa: SLF001
+            if opt._engine is not None:
+                opt._engine.request_stop("stopped")
         else:
             raise KeyboardInterrupt
 
@@ -214,7 +214,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_table(rows, ["name", "status", "end_reason", "jobs", "completed", "failed", "pruned", "aborted",
                             "active"]))
         return 0
-    objectives, jobs, info = _load(args.storage, args.study)
+    _objectives, jobs, info = _load(args.storage, args.study)
     print(f"study {info['name']!r}: {info['status']}" + (f" ({info['end_reason']})" if info["end_reason"] else ""))
     rows = []
     for j in jobs:

@@ -1,4 +1,4 @@
-"""The study file: one TOML document that describes a whole study.
+r"""The study file: one TOML document that describes a whole study.
 
 ```toml
 [study]                      # name (default: the file's stem), storage, seed

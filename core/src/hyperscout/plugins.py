@@ -120,7 +120,7 @@ def _load_entry_points(pm: pluggy.PluginManager, blocked: Iterable[str]) -> None
                 log.warning("hyperscout: plugin %r from %s failed to load: %s", ep.name, dist.metadata["Name"], exc)
                 continue
             pm.register(plugin, name=ep.name)
-            pm._plugin_distinfo.append((plugin, pluggy._manager.DistFacade(dist)))  # noqa: SLF001
+            pm._plugin_distinfo.append((plugin, pluggy._manager.DistFacade(dist)))
 
 
 def get_plugin_manager(*, load_entrypoints: bool = True, blocked: Iterable[str] = ()) -> pluggy.PluginManager:
