@@ -30,7 +30,7 @@ def _extras(plugin: str) -> str:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The core's tests, with the built-in plugins installed from their own directories."""
-    session.install(*BASICS, "pytest", "scikit-learn")
+    session.install(*BASICS, "pytest", "scikit-learn", "matplotlib")
     session.run("pytest", "tests", *session.posargs)
 
 

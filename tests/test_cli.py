@@ -101,6 +101,11 @@ def test_run_status_top_export(project: Path) -> None:
     rows = list(csv.DictReader(io.StringIO((project / "jobs.csv").read_text())))
     assert len(rows) == 4 and {"job", "rank", "status", "validation/loss", "x"} <= set(rows[0])
 
+    plot = run("plot", "cli", "-o", "cli.png", "--storage", "store", cwd=project)
+    assert plot.returncode == 0, plot.stderr
+    png = (project / "cli.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
     again = run("run", "study.toml", cwd=project)  # resumes: the budget is spent, nothing new runs
     assert again.returncode == 0 and "resuming study 'cli'" in again.stdout
     assert run("status", "cli", "--storage", "store", cwd=project).stdout.count("completed") == 4

@@ -323,3 +323,52 @@ def test_kill_9_then_resume_loses_no_finished_job(script, tmp_path) -> None:  # 
     counted = [r for r in rows if r[2] is None]
     assert len(counted) == 8  # total_max_jobs counts across the resume
     assert "DONE" in out.stdout
+
+
+def test_lifecycle_hooks_fire_in_order(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hyperscout import hookimpl
+    from hyperscout.plugins import get_plugin_manager
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Recorder:
+        @hookimpl
+        def hyperscout_study_started(self, study, resumed):  # type: ignore[no-untyped-def]
+            seen.append(("started", str(resumed)))
+
+        @hookimpl
+        def hyperscout_job_launched(self, job):  # type: ignore[no-untyped-def]
+            seen.append(("launched", job.id))
+
+        @hookimpl
+        def hyperscout_job_started(self, job):  # type: ignore[no-untyped-def]
+            seen.append(("running", job.id))
+
+        @hookimpl
+        def hyperscout_metric_reported(self, job, point):  # type: ignore[no-untyped-def]
+            seen.append(("metric", job.id))
+
+        @hookimpl
+        def hyperscout_job_finished(self, job):  # type: ignore[no-untyped-def]
+            seen.append(("finished", job.id))
+
+        @hookimpl
+        def hyperscout_new_best(self, job):  # type: ignore[no-untyped-def]
+            seen.append(("best", job.id))
+
+        @hookimpl
+        def hyperscout_study_ended(self, study, reason):  # type: ignore[no-untyped-def]
+            seen.append(("ended", reason))
+
+    pm = get_plugin_manager()
+    pm.register(Recorder())
+    path = script("train.py", QUADRATIC)
+    opt = _opt(path, tmp_path, total_max_jobs=2, max_number_of_concurrent_tasks=1, plugin_manager=pm)
+    opt.start()
+    opt.wait()
+    kinds = [k for k, _ in seen]
+    assert kinds[0] == "started" and kinds[-1] == "ended" and seen[-1][1] == "total_max_jobs"
+    first = opt.get_all_experiments()[0].id
+    per_job = [k for k, j in seen if j == first]
+    assert per_job[:2] == ["launched", "running"] and per_job.count("metric") == 3
+    assert per_job[-2:] == ["finished", "best"]

@@ -213,6 +213,7 @@ class Engine:
     def top(self, k: int | None = None, *, include_failed: bool = False) -> list[Job]:
         """Finished jobs best first (Pareto fronts for several objectives)."""
         jobs = [j for j in self.snapshot() if j.status.finished and j.superseded_by is None]
+        jobs.sort(key=lambda j: (j.ended or 0.0, j.number))  # on a tie, the job that got there first ranks first
         if not include_failed:
             jobs = [j for j in jobs if j.objective_values is not None]
         ranked = rank(jobs, lambda j: j.objective_values, self.objectives)

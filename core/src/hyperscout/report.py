@@ -83,6 +83,8 @@ def plot_study(name: str, jobs: Sequence[Job], objectives: ObjectiveSet, output:
         columns.append([j.objective_values[0] for j in done])
         scaled = []
         for col in columns:
+            if min(col) > 0 and max(col) / min(col) > 100:  # log-scaled parameters read better on a log axis
+                col = [math.log10(v) for v in col]
             lo, hi = min(col), max(col)
             scaled.append([0.5 if hi == lo else (v - lo) / (hi - lo) for v in col])
         values = columns[-1]
