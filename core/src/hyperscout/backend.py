@@ -53,7 +53,7 @@ class JobSpec:
     study: str
     params: Mapping[str, Any]
     command: Command
-    #: a directory for this job's logs and files, created by the engine
+    #: a directory reserved for this job's logs and files; the backend creates it if it writes there
     workdir: str
     metric_patterns: Sequence[MetricPattern] = ()
     #: the queue the user named (``execution_queue``); local backends ignore it

@@ -115,8 +115,8 @@ class StudyView:
 
     @property
     def best(self) -> Job | None:
-        top = self._e.top(1)
-        return top[0] if top and top[0].objective_values is not None else None
+        """The best job so far (strictly better than every earlier one; Pareto: dominating)."""
+        return self._e.jobs.get(self._e.best_id) if self._e.best_id else None
 
     @property
     def started_at(self) -> float | None:
@@ -306,21 +306,25 @@ class Engine:
         try:
             while True:
                 now = time.time()
-                self._enforce(now)
-                if self._stop_reason is None:
-                    self._fill()
+                with self.store.batch():
+                    self._enforce(now)
+                    if self._stop_reason is None:
+                        self._fill()
                 if not self._active and (self._stop_reason is not None or self._asking_done):
                     break
                 try:
                     item = self.events.get(timeout=self._timeout(now))
                 except queue.Empty:
                     continue
-                self._dispatch(item)
-                while True:  # drain what else arrived, then re-plan once
-                    try:
-                        self._dispatch(self.events.get_nowait())
-                    except queue.Empty:
-                        break
+                # One transaction per batch of events: a finished job is on disk within
+                # milliseconds, and the store costs one commit per batch, not per write.
+                with self.store.batch():
+                    self._dispatch(item)
+                    while True:  # drain what else arrived, then re-plan once
+                        try:
+                            self._dispatch(self.events.get_nowait())
+                        except queue.Empty:
+                            break
         except BaseException:
             # A crash of the loop itself: record what we know, end jobs, re-raise.
             self._stop_reason = self._stop_reason or "error"
@@ -384,7 +388,6 @@ class Engine:
 
     def _launch(self, job: Job) -> None:
         workdir = self.store.directory / "jobs" / self.name / job.id
-        workdir.mkdir(parents=True, exist_ok=True)
         job.status = JobStatus.PENDING
         with self._lock:
             self._active[job.id] = job
@@ -534,17 +537,24 @@ class Engine:
         if job.objective_values is not None:
             self._after_result(job)
 
+    def _beats_best(self, job: Job) -> bool:
+        """Strictly better than the best so far (several objectives: dominates it)."""
+        best = self.jobs.get(self.best_id) if self.best_id else None
+        if best is None or best.objective_values is None or best.superseded_by is not None:
+            return True
+        mine = self.objectives.normalized(job.objective_values or [])
+        theirs = self.objectives.normalized(best.objective_values)
+        return all(a >= b for a, b in zip(mine, theirs)) and any(a > b for a, b in zip(mine, theirs))
+
     def _after_result(self, job: Job) -> None:
-        ranked = self.top()
-        best = ranked[0] if ranked else None
-        new_best = best is not None and best.id != self.best_id and best.id == job.id
-        if best is not None:
-            self.best_id = best.id
+        new_best = self._beats_best(job)
         if new_best:
+            self.best_id = job.id
             self.store.add_event(self.name, "new_best", job.id, {"values": job.objective_values})
             self._hook("hyperscout_new_best", job=job)
         k = self.limits.save_top_k
         if k is not None and k > 0:
+            ranked = self.top()
             keep = {j.id for j in ranked[:k]}
             changed = [j for j in ranked if (j.id not in keep) != j.archived]
             for j in changed:
