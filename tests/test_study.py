@@ -293,15 +293,14 @@ def test_kill_9_then_resume_loses_no_finished_job(script, tmp_path) -> None:  # 
     deadline = time.time() + 60
     finished: list = []
     while time.time() < deadline:  # wait until some jobs finished and others are running
-        if db.exists():
-            with sqlite3.connect(db) as c:
-                try:
-                    finished = c.execute("SELECT id FROM jobs WHERE status='completed'").fetchall()
-                    running = c.execute("SELECT id FROM jobs WHERE status IN ('running','pending')").fetchall()
-                except sqlite3.OperationalError:
-                    finished, running = [], []
-            if len(finished) >= 3 and running:
-                break
+        try:  # the driver may be creating the file or its schema right now
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                finished = c.execute("SELECT id FROM jobs WHERE status='completed'").fetchall()
+                running = c.execute("SELECT id FROM jobs WHERE status IN ('running','pending')").fetchall()
+        except sqlite3.OperationalError:
+            finished, running = [], []
+        if len(finished) >= 3 and running:
+            break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
