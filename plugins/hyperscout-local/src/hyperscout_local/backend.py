@@ -1,0 +1,617 @@
+"""The ``local`` backend: each trial is a subprocess of the optimizer, in its own process group.
+
+Why it is built this way:
+
+* **Events, not polling.** One I/O thread serves every job of the backend: it waits
+  (``selectors``/epoll) on each job's stdout pipe, its report pipe (``HYPERSCOUT_REPORT_FD``,
+  written by :func:`hyperscout.report_scalar`) and a pidfd that becomes readable the moment the
+  process exits. Metrics are emitted as their line arrives and ``JobExited`` as soon as the
+  process is reaped, so the engine refills a freed slot within milliseconds; launching a job
+  starts no thread. Where pidfds are missing (old kernels, macOS) a small per-job thread blocks in
+  ``waitid(WNOWAIT)`` and wakes the I/O thread through a pipe instead.
+* **Nothing survives a job.** The trial is started with ``start_new_session=True``, so it leads a
+  process group holding everything it forks. ``abort`` sends SIGTERM to the whole group and the
+  I/O thread sends SIGKILL after ``kill_grace`` seconds; when the main process exits (for any
+  reason) whatever is left of its group is SIGKILLed before ``JobExited`` is emitted. The group is
+  signalled while the main process is still an unreaped zombie, so its id cannot be recycled.
+* **Crash recovery.** The job id is in the trial's environment (``HYPERSCOUT_JOB_ID``), so
+  :meth:`LocalBackend.reap_stale` can tell a trial left behind by a crashed optimizer from an
+  unrelated process that happens to have the same (recycled) pid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobStarted, MetricReported
+from hyperscout.capture import LineParser
+from hyperscout.errors import ConfigError, HyperscoutError
+from hyperscout.job import MetricPoint
+from hyperscout.trial import ENV_JOB_ID, ENV_REPORT_FD, decode_report
+
+__all__ = ["DRAIN_TIMEOUT", "LocalBackend"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds to keep reading the pipes after the main process exited and its group was killed.
+#: Only a process that left the group (``setsid``) can hold them open that long.
+DRAIN_TIMEOUT = 1.0
+#: A failure reason (last stderr line) is cut to this many characters.
+REASON_MAX = 200
+_CHUNK = 1 << 16
+_MAX_LINE = 1 << 20  # a "line" without a newline is parsed once it grows this long
+_OUT, _REPORT, _EXIT = "stdout", "report", "exit"
+
+
+@attrs.define(eq=False)
+class _Run:
+    """State of one running job. The I/O thread owns it; ``lock`` orders ``abort`` against reaping."""
+
+    spec: JobSpec
+    proc: subprocess.Popen[bytes]
+    stdout_path: str
+    stderr_path: str
+    stdout_log: IO[bytes]
+    report_r: int
+    parser: LineParser | None
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    exit_fd: int | None = None
+    open_streams: int = 2
+    out_buf: bytearray = attrs.field(factory=bytearray)
+    rep_buf: bytearray = attrs.field(factory=bytearray)
+    reaped: bool = False
+    finished: bool = False
+    abort_sent: bool = False
+    #: ``time.monotonic()`` deadlines, acted on by the I/O thread
+    kill_at: float | None = None
+    drain_until: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _check_grace(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok:
+        raise ConfigError(f"local backend option kill_grace={value!r} must be a number of seconds >= 0, e.g. 5.0")
+    return float(value)
+
+
+def _check_env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    ok = isinstance(value, Mapping) and all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        for k, v in value.items()
+    )
+    if not ok:
+        raise ConfigError(f'local backend option env={value!r} must be a table of NAME = "value" strings')
+    return {k: str(v) for k, v in value.items()}
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already empty (or only holds what we may not touch)
+
+
+def _last_line(path: str) -> str | None:
+    """The last non-empty line of a file, read from its tail only."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            tail = fh.read()
+    except OSError:
+        return None
+    for line in reversed(tail.decode("utf-8", "replace").splitlines()):
+        line = line.strip()
+        if line:
+            return line if len(line) <= REASON_MAX else line[: REASON_MAX - 3] + "..."
+    return None
+
+
+def _reason(exit_code: int | None, stderr_path: str) -> str | None:
+    if exit_code == 0:
+        return None
+    if exit_code is not None and exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return _last_line(stderr_path) or f"exited with code {exit_code}"
+
+
+def _start_failure(argv: list[str], cwd: str | None, exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    if cwd and exc.filename is not None and os.fspath(exc.filename) == cwd:
+        return f"could not start {argv[0]!r}: working directory {cwd!r}: {what}"
+    return f"could not start {argv[0]!r}: {what}"
+
+
+def _split_lines(buf: bytearray, data: bytes) -> list[bytes]:
+    """Append ``data`` to ``buf``; return the complete lines and keep the partial rest in ``buf``."""
+    buf += data
+    if b"\n" not in data:
+        if len(buf) < _MAX_LINE:
+            return []
+        line = bytes(buf)
+        buf.clear()
+        return [line]
+    *lines, rest = bytes(buf).split(b"\n")
+    buf[:] = rest
+    return lines
+
+
+# -- /proc helpers for reap_stale ---------------------------------------------------------------
+def _stat(pid: int) -> tuple[str, int] | None:
+    """``(state, pgid)`` of a process, ``None`` if it does not exist (or /proc is unavailable)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    return fields[0], int(fields[2])
+
+
+def _environ_has(pid: int, entry: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return entry in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _group_members(pgid: int) -> Iterator[int]:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit():
+            st = _stat(int(name))
+            if st is not None and st[1] == pgid and st[0] != "Z":
+                yield int(name)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait until ``pid`` has exited (a zombie counts as exited), at most ``timeout`` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(fd, selectors.EVENT_READ)
+                sel.select(timeout)
+        finally:
+            os.close(fd)
+        return
+    end = time.monotonic() + timeout  # no pidfd: a one-off wait at resume, so a short poll is fine
+    while time.monotonic() < end:
+        st = _stat(pid)
+        if st is None or st[0] == "Z":
+            return
+        time.sleep(0.02)
+
+
+# -- the backend --------------------------------------------------------------------------------
+_LIVE: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
+
+
+class LocalBackend(Backend):
+    """Runs every job as a local subprocess in its own process group.
+
+    Options (keyword-only, ``[backend.options]`` in a study file):
+
+    * ``kill_grace``: seconds between SIGTERM and SIGKILL when a job is aborted (default 5.0;
+      0 kills at once).
+    * ``env``: extra environment variables for every trial (the command's own ``env`` wins).
+    """
+
+    name = "local"
+    polls = False
+
+    def __init__(self, *, kill_grace: float = 5.0, env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.kill_grace = _check_grace(kill_grace)
+        self.env = _check_env(env)
+        self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # notified whenever a job's JobExited went out
+        self._runs: dict[str, _Run] = {}  # launched and not finished, by job id (guarded by _lock)
+        self._todo: list[_Run] = []  # launched, not yet registered by the I/O thread (guarded by _lock)
+        self._active: set[_Run] = set()  # registered with the selector (I/O thread only)
+        self._sel: selectors.BaseSelector | None = None
+        self._io: threading.Thread | None = None
+        self._wake_r = self._wake_w = -1
+        self._stopping = False
+        self._closed = False
+        #: learn of exits through pidfds; tests switch this off to exercise the waitid fallback
+        self._use_pidfd = hasattr(os, "pidfd_open")
+        _LIVE.add(self)
+
+    # -- launching --------------------------------------------------------------------------
+    def launch(self, spec: JobSpec) -> None:
+        if self._closed:
+            raise HyperscoutError("the local backend was closed; create a new LocalBackend to launch jobs")
+        with self._lock:
+            if spec.job_id in self._runs:
+                raise HyperscoutError(f"job {spec.job_id!r} is already running; job ids must be unique")
+        self._start_io()
+        workdir = Path(spec.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        command = spec.command
+        params_file = str(workdir / "params.json") if command.params_as == "json" else None
+        argv, extra = command.render(spec.params, job_id=spec.job_id, study=spec.study, params_file=params_file)
+        # Variables of an enclosing study (the optimizer itself run as a trial) must not leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERSCOUT_")}
+        env.update(self.env)
+        env.update(extra)
+        env["PYTHONUNBUFFERED"] = "1"
+        stdout_path = str(workdir / "stdout.log")
+        stderr_path = str(workdir / "stderr.log")
+        report_r, report_w = os.pipe()
+        env[ENV_REPORT_FD] = str(report_w)
+        cwd = command.cwd or None
+        proc: subprocess.Popen[bytes] | None = None
+        reason: str | None = None
+        try:
+            with open(stderr_path, "wb") as stderr_fh:
+                try:
+                    proc = subprocess.Popen(
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr_fh,
+                        pass_fds=(report_w,),
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    reason = _start_failure(argv, cwd, exc)
+                    stderr_fh.write((reason + "\n").encode())
+        except BaseException:
+            os.close(report_r)
+            raise
+        finally:
+            os.close(report_w)  # only the child holds the write end now, so its exit means EOF
+        if proc is None:
+            os.close(report_r)
+            Path(stdout_path).touch()
+            self._emit(JobExited(spec.job_id, time.time(), None, reason))
+            return
+        try:
+            stdout_log = open(stdout_path, "wb")  # noqa: SIM115 - closed by the I/O thread
+        except OSError:
+            os.close(report_r)
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        parser = LineParser(spec.metric_patterns) if spec.metric_patterns else None
+        run = _Run(spec, proc, stdout_path, stderr_path, stdout_log, report_r, parser)
+        # JobStarted goes out before the I/O thread can see the job, so it precedes every metric.
+        self._emit(JobStarted(spec.job_id, time.time(), proc.pid, stdout_path, stderr_path))
+        with self._lock:
+            self._runs[spec.job_id] = run
+            self._todo.append(run)
+        self._wake()
+
+    def _start_io(self) -> None:
+        if self._io is not None:
+            return
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._io = threading.Thread(target=self._loop, name="hyperscout-local-io", daemon=True)
+        self._io.start()
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full: a wake-up is pending anyway
+
+    def _emit(self, event: BackendEvent) -> None:
+        try:
+            self.emit(event)
+        except Exception:  # a broken sink must not stop the I/O thread before JobExited
+            log.exception("hyperscout-local: the event sink raised on %r", event)
+
+    # -- the I/O thread -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        assert self._sel is not None
+        sel = self._sel
+        try:
+            while True:
+                with self._lock:
+                    todo, self._todo = self._todo, []
+                    stop = self._stopping and not self._runs
+                if stop:
+                    return
+                for run in todo:
+                    self._guard(run, self._register, run)
+                timeout = self._deadlines()
+                for key, _ in sel.select(timeout):
+                    if key.data is None:
+                        try:
+                            while os.read(self._wake_r, 4096):
+                                pass
+                        except BlockingIOError:
+                            pass
+                        continue
+                    run, kind = key.data
+                    if not run.finished:  # an earlier event of this batch may have finished it
+                        self._guard(run, self._ready, run, kind)
+        except BaseException as exc:  # a bug here must still end every job with a JobExited
+            log.exception("hyperscout-local: the I/O thread failed")
+            with self._lock:
+                runs = list(self._runs.values())
+            for run in runs:
+                if not run.finished:
+                    self._finish(run, f"local backend error: {type(exc).__name__}: {exc}")
+
+    def _guard(self, run: _Run, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            log.exception("hyperscout-local: handling job %s failed", run.spec.job_id)
+            if not run.finished:
+                self._finish(run, f"local backend error: {type(exc).__name__}: {exc}")
+
+    def _deadlines(self) -> float | None:
+        """Act on due SIGKILLs and drain timeouts; the select timeout until the next one."""
+        now = time.monotonic()
+        nxt: float | None = None
+        for run in list(self._active):
+            if run.kill_at is not None:
+                if now >= run.kill_at:
+                    run.kill_at = None
+                    with run.lock:
+                        if not run.reaped:  # still unreaped: the group id is still ours
+                            _signal_group(run.pid, signal.SIGKILL)
+                else:
+                    nxt = run.kill_at if nxt is None else min(nxt, run.kill_at)
+            if run.drain_until is not None:
+                if now >= run.drain_until:
+                    self._finish(run)
+                else:
+                    nxt = run.drain_until if nxt is None else min(nxt, run.drain_until)
+        return None if nxt is None else max(0.0, nxt - now)
+
+    def _register(self, run: _Run) -> None:
+        assert self._sel is not None and run.proc.stdout is not None
+        self._active.add(run)
+        run.exit_fd = self._exit_notifier(run)
+        self._sel.register(run.proc.stdout.fileno(), selectors.EVENT_READ, (run, _OUT))
+        self._sel.register(run.report_r, selectors.EVENT_READ, (run, _REPORT))
+        self._sel.register(run.exit_fd, selectors.EVENT_READ, (run, _EXIT))
+
+    def _exit_notifier(self, run: _Run) -> int:
+        """A file descriptor that becomes readable when the process exits (and is not reaped yet)."""
+        if self._use_pidfd:
+            try:
+                return os.pidfd_open(run.pid)
+            except OSError:
+                pass
+        r, w = os.pipe()
+
+        def wait() -> None:  # owns ``w``; the I/O thread only ever closes ``r``
+            try:
+                if hasattr(os, "waitid"):
+                    os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOWAIT)  # leaves the zombie for the group kill
+                else:
+                    run.proc.wait()
+            except ChildProcessError:
+                pass
+            finally:
+                try:
+                    os.write(w, b"x")
+                except OSError:
+                    pass
+                os.close(w)
+
+        threading.Thread(target=wait, name=f"hyperscout-local-wait-{run.spec.job_id}", daemon=True).start()
+        return r
+
+    def _ready(self, run: _Run, kind: str) -> None:
+        assert self._sel is not None and run.proc.stdout is not None
+        if kind == _EXIT:
+            assert run.exit_fd is not None
+            self._sel.unregister(run.exit_fd)
+            os.close(run.exit_fd)
+            run.exit_fd = None
+            self._reap(run)
+            run.kill_at = None
+            if run.open_streams == 0:
+                self._finish(run)
+            else:  # read what is left; only a process that left the group can keep a pipe open
+                run.drain_until = time.monotonic() + DRAIN_TIMEOUT
+            return
+        fd = run.proc.stdout.fileno() if kind == _OUT else run.report_r
+        data = os.read(fd, _CHUNK)
+        if not data:
+            self._sel.unregister(fd)
+            run.open_streams -= 1
+            if run.open_streams == 0 and run.reaped:
+                self._finish(run)
+        elif kind == _OUT:
+            run.stdout_log.write(data)
+            run.stdout_log.flush()  # the log is current while the job runs
+            if run.parser is not None:
+                for line in _split_lines(run.out_buf, data):
+                    self._stdout_line(run, line)
+        else:
+            for line in _split_lines(run.rep_buf, data):
+                self._report_line(run, line)
+
+    @staticmethod
+    def _reap(run: _Run) -> None:
+        """The main process exited: kill the rest of its group, then reap it (in that order)."""
+        with run.lock:
+            if not run.reaped:
+                _signal_group(run.pid, signal.SIGKILL)
+                run.proc.wait()
+                run.reaped = True
+
+    def _stdout_line(self, run: _Run, line: bytes) -> None:
+        assert run.parser is not None
+        now = time.time()
+        for title, series, iteration, value in run.parser.feed(line.decode("utf-8", "replace")):
+            self._emit(MetricReported(run.spec.job_id, MetricPoint(title, series, iteration, value, now)))
+
+    def _report_line(self, run: _Run, line: bytes) -> None:
+        if not line.strip():
+            return
+        decoded = decode_report(line)
+        if decoded is None:
+            log.warning("hyperscout-local: job %s wrote a malformed report line: %r", run.spec.job_id, line[:200])
+            return
+        title, series, iteration, value, ts = decoded
+        self._emit(MetricReported(run.spec.job_id, MetricPoint(title, series, iteration, value, ts)))
+
+    def _finish(self, run: _Run, error: str | None = None) -> None:
+        """Close everything of the job and emit its one JobExited."""
+        run.finished = True
+        self._active.discard(run)
+        assert run.proc.stdout is not None
+        out_fd = run.proc.stdout.fileno()
+        for fd in (out_fd, run.report_r, run.exit_fd):
+            if fd is not None and self._sel is not None:
+                try:
+                    self._sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+        if error is None:
+            if run.parser is not None and run.out_buf:
+                self._stdout_line(run, bytes(run.out_buf))
+            if run.rep_buf:
+                self._report_line(run, bytes(run.rep_buf))
+        closers: list[Callable[[], None]] = [run.proc.stdout.close, run.stdout_log.close,
+                                             lambda: os.close(run.report_r)]
+        if run.exit_fd is not None:
+            closers.append(lambda fd=run.exit_fd: os.close(fd))  # type: ignore[misc]
+            run.exit_fd = None
+        for close in closers:
+            try:
+                close()
+            except OSError:
+                pass
+        self._reap(run)  # a no-op unless the job ends on an error
+        exit_code = run.proc.returncode
+        reason = error or _reason(exit_code, run.stderr_path)
+        self._emit(JobExited(run.spec.job_id, time.time(), exit_code, reason))
+        with self._lock:
+            self._runs.pop(run.spec.job_id, None)
+            self._ended.notify_all()
+
+    # -- stopping -----------------------------------------------------------------------------
+    def abort(self, job_id: str) -> None:
+        """SIGTERM to the job's process group now, SIGKILL after ``kill_grace``; never blocks."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is None:
+            return
+        with run.lock:
+            if run.reaped or run.abort_sent:
+                return
+            run.abort_sent = True
+            if self.kill_grace <= 0:
+                _signal_group(run.pid, signal.SIGKILL)
+                return
+            _signal_group(run.pid, signal.SIGTERM)
+            run.kill_at = time.monotonic() + self.kill_grace
+        self._wake()  # so the I/O thread times the SIGKILL
+
+    def reap_stale(self, job_id: str, pid: int | None) -> bool:
+        """Kill the process group of a trial a crashed optimizer left running; True if it did.
+
+        The process must still exist and carry ``HYPERSCOUT_JOB_ID=<job_id>`` in its environment
+        (read from ``/proc``), so a recycled pid is never touched. If the main process is gone but
+        members of its group that carry the marker remain, they are killed. Without ``/proc``
+        (not Linux) nothing can be verified and nothing is killed. SIGKILL at once: the job is
+        re-run anyway and its output pipes died with the old optimizer.
+        """
+        if not pid or pid <= 0:
+            return False
+        marker = f"{ENV_JOB_ID}={job_id}".encode()
+        st = _stat(pid)
+        leader_alive = st is not None and st[0] != "Z"
+        if leader_alive:
+            if not _environ_has(pid, marker):
+                return False  # another process now has this pid
+        elif not any(_environ_has(p, marker) for p in _group_members(pid)):
+            return False
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return False
+        if leader_alive:
+            _wait_gone(pid, 2.0)
+        return True
+
+    def close(self) -> None:
+        """Abort whatever still runs, wait for its ``JobExited``, stop the I/O thread."""
+        self._closed = True
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            self.abort(run.spec.job_id)
+        io = self._io
+        if io is None or io is threading.current_thread():
+            return
+        end = time.monotonic() + self.kill_grace + DRAIN_TIMEOUT + 5.0
+        with self._lock:
+            while self._runs and end - time.monotonic() > 0:
+                self._ended.wait(end - time.monotonic())
+            self._stopping = True
+        self._wake()
+        io.join(5.0)
+        if not io.is_alive() and self._sel is not None:
+            self._sel.close()
+            self._sel = None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+
+    def _kill_all_now(self) -> None:
+        """Interpreter exit without ``close()``: leave no trial behind."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            if run.lock.acquire(timeout=1.0):
+                try:
+                    if not run.reaped:
+                        _signal_group(run.pid, signal.SIGKILL)
+                finally:
+                    run.lock.release()
+
+
+@atexit.register
+def _kill_all_at_exit() -> None:
+    for backend in list(_LIVE):
+        backend._kill_all_now()  # noqa: SLF001
