@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nox
+import time
 import tomllib
 
 ROOT = Path(__file__).parent
@@ -62,8 +63,9 @@ def lint(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The README quickstart: tune examples/digits/train.py with two jobs at a time."""
     session.install(*BASICS, "scikit-learn")
-    tmp = session.create_tmp()
-    session.run("hyperscout", "run", str(ROOT / "examples/digits/study.toml"), "--study-name", f"demo-{Path(tmp).name}")
+    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"  # a new study each time (the same name would resume)
+    session.run("hyperscout", "run", str(ROOT / "examples/digits/study.toml"), "--study-name", name)
+    session.run("hyperscout", "top", name, "-k", "3", "--storage", str(ROOT / "examples/digits/.hyperscout"))
     session.run("hyperscout", "plugins")
 
 

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from hyperscout import Command, ConfigError, HyperscoutError, JobSpec, MetricPattern, UnsupportedError
 from hyperscout.backend import JobExited, JobStarted
 from hyperscout.plugins import backends
@@ -320,7 +319,7 @@ class TestLocalWaitidFallback(BackendTestSuite):
     @pytest.fixture
     def backend(self) -> LocalBackend:
         b = LocalBackend(kill_grace=2.0)
-        b._use_pidfd = False  # noqa: SLF001
+        b._use_pidfd = False
         return b
 
     def test_exit_to_event_latency(self, harness: Harness) -> None:

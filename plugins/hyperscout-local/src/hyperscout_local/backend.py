@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-
 from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobStarted, MetricReported
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError, HyperscoutError
@@ -300,7 +299,7 @@ class LocalBackend(Backend):
             self._emit(JobExited(spec.job_id, time.time(), None, reason))
             return
         try:
-            stdout_log = open(stdout_path, "wb")  # noqa: SIM115 - closed by the I/O thread
+            stdout_log = open(stdout_path, "wb")
         except OSError:
             os.close(report_r)
             _signal_group(proc.pid, signal.SIGKILL)
@@ -614,4 +613,4 @@ class LocalBackend(Backend):
 @atexit.register
 def _kill_all_at_exit() -> None:
     for backend in list(_LIVE):
-        backend._kill_all_now()  # noqa: SLF001
+        backend._kill_all_now()
