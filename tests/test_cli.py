@@ -193,3 +193,23 @@ def test_trial_side_import_stays_light(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     heavy, took = out.stdout.rsplit(" ", 1)
     assert heavy == "[]" and float(took) < 0.05
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(project: Path) -> None:
+    import signal
+    import time
+
+    (project / "train.py").write_text(TRAIN.replace("for i in range", "time.sleep(2.0)\nfor i in range"))
+    proc = subprocess.Popen([HYPERSCOUT, "run", "study.toml"], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # the first two jobs are running
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping" in err and "run the same command again to resume" in out
+    status = run("status", "cli", "--storage", "store", cwd=project).stdout
+    assert status.count("interrupted: study stopped (stopped)") == 2
+    again = run("run", "study.toml", cwd=project)
+    assert again.returncode == 0 and "resuming study 'cli'" in again.stdout
+    status = run("status", "cli", "--storage", "store", cwd=project).stdout
+    assert status.count("completed") == 4 and "re-run as job" in status
