@@ -34,7 +34,7 @@ import pluggy
 from hyperscout.backend import Backend, BackendEvent, JobExited, JobQueued, JobSpec, JobStarted, MetricReported
 from hyperscout.capture import MetricPattern
 from hyperscout.command import Command
-from hyperscout.errors import StudyConflictError
+from hyperscout.errors import HyperscoutError, StudyConflictError
 from hyperscout.job import Job, JobStatus, MetricPoint
 from hyperscout.objective import ObjectiveSet, rank
 from hyperscout.params import SearchSpace
@@ -370,7 +370,14 @@ class Engine:
                 self._asking_done = True
                 return
             job_id = uuid.uuid4().hex[:12]  # the strategy knows the trial by this id from now on
-            answer = self.strategy.ask(job_id)
+            try:
+                answer = self.strategy.ask(job_id)
+            except HyperscoutError:
+                raise
+            except Exception as exc:  # a strategy bug ends the study with a readable line, jobs aborted
+                raise HyperscoutError(
+                    f"strategy {self.view.strategy_name!r} failed in ask(): {type(exc).__name__}: {exc}"
+                ) from exc
             if answer is EXHAUSTED:
                 self._asking_done = True
                 return
@@ -527,6 +534,9 @@ class Engine:
         else:
             job.status = JobStatus.FAILED
             job.reason = ev.reason or f"exit code {ev.exit_code}"
+        if job.status is JobStatus.FAILED:
+            # A failed job is never ranked, whatever it reported before failing (its history is kept).
+            job.objective_values = job.objective_iterations = None
         self.store.save_job(job)
         self.store.add_event(self.name, "job_finished", job.id, {"status": job.status.value, "reason": job.reason})
         try:

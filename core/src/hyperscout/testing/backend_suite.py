@@ -54,7 +54,7 @@ from hyperscout.capture import MetricPattern
 from hyperscout.command import Command
 from hyperscout.job import MetricPoint
 
-__all__ = ["BackendTestSuite", "Harness", "Recorder", "process_alive"]
+__all__ = ["HANG_SCRIPT", "BackendTestSuite", "Harness", "Recorder", "process_alive"]
 
 
 def process_alive(pid: int) -> bool:
@@ -226,7 +226,8 @@ def _wait_dead(pids: Sequence[int], timeout: float) -> list[int]:
     return alive
 
 
-HANG = """
+#: A trial that starts a sleeping child, reports both pids (proc/main, proc/child) and hangs.
+HANG_SCRIPT = """
     import os, subprocess, sys, time
     from hyperscout import report_scalar
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -414,7 +415,7 @@ class BackendTestSuite:
 
     # -- stopping -----------------------------------------------------------------------------
     def test_abort_ends_the_job_and_the_processes_it_started(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("hang.py", HANG))
+        spec = harness.spec(harness.script("hang.py", HANG_SCRIPT))
         harness.launch(spec)
         child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", harness.timeout).value)
         main = int(harness.recorder.wait_metric(spec.job_id, "proc", "main", harness.timeout).value)
@@ -438,7 +439,7 @@ class BackendTestSuite:
     def test_exactly_one_exit_per_job(self, harness: Harness) -> None:
         ok = harness.spec(harness.script("ok.py", "from hyperscout import report_scalar\nreport_scalar('a', 'b', 1.0)\n"))
         crash = harness.spec(harness.script("crash.py", "raise SystemExit('bad things')\n"))
-        hang = harness.spec(harness.script("hang.py", HANG))
+        hang = harness.spec(harness.script("hang.py", HANG_SCRIPT))
         for spec in (ok, crash, hang):
             harness.launch(spec)
         harness.recorder.wait_metric(hang.job_id, "proc", "main", harness.timeout)
@@ -454,7 +455,7 @@ class BackendTestSuite:
         assert reason is not None and "bad things" in reason
 
     def test_close_ends_running_jobs(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("hang.py", HANG))
+        spec = harness.spec(harness.script("hang.py", HANG_SCRIPT))
         harness.launch(spec)
         child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", harness.timeout).value)
         harness.close()
