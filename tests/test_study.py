@@ -147,12 +147,15 @@ def test_crashing_and_silent_scripts_fail_with_reasons_and_the_study_goes_on(scr
         p = argparse.ArgumentParser(); p.add_argument("--mode"); a = p.parse_args()
         if a.mode == "crash":
             raise ZeroDivisionError("division by zero in epoch 3")
+        if a.mode == "late":
+            report_scalar("val", "loss", 0.1, 1)
+            raise MemoryError("out of memory in epoch 2")
         if a.mode == "silent":
             print("training done, forgot to report")
         else:
             report_scalar("val", "loss", 0.5, 1)
     """)
-    opt = _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("mode", ["crash", "silent", "ok"])],
+    opt = _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("mode", ["crash", "silent", "late", "ok"])],
                optimizer_class="grid", total_max_jobs=None)
     opt.start()
     opt.wait()
@@ -161,6 +164,9 @@ def test_crashing_and_silent_scripts_fail_with_reasons_and_the_study_goes_on(scr
     assert "ZeroDivisionError: division by zero in epoch 3" in by_mode["crash"].reason
     assert by_mode["silent"].status is JobStatus.FAILED and "never reported objective 'val/loss'" in by_mode["silent"].reason
     assert by_mode["ok"].status is JobStatus.COMPLETED
+    late = by_mode["late"]  # reported a better value, then crashed: failed, never ranked, history kept
+    assert late.status is JobStatus.FAILED and "MemoryError" in late.reason and late.objective_values is None
+    assert late.history("val", "loss") == [(1, 0.1)]
     assert [j.id for j in opt.get_top_experiments(5)] == [by_mode["ok"].id]
     assert opt.study.end_reason == "exhausted"
 

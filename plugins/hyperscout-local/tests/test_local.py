@@ -18,7 +18,7 @@ import pytest
 from hyperscout import Command, ConfigError, HyperscoutError, JobSpec, MetricPattern, UnsupportedError
 from hyperscout.backend import JobExited, JobStarted
 from hyperscout.plugins import backends
-from hyperscout.testing.backend_suite import HANG, BackendTestSuite, Harness, process_alive
+from hyperscout.testing.backend_suite import HANG_SCRIPT, BackendTestSuite, Harness, process_alive
 from hyperscout_local import LocalBackend
 from hyperscout_local.backend import DRAIN_TIMEOUT
 
@@ -146,7 +146,7 @@ class TestLocal(BackendTestSuite):
 
     # -- process groups -------------------------------------------------------------------------
     def test_abort_terminates_the_group_with_sigterm_and_leaves_no_process(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("hang.py", HANG))
+        spec = harness.spec(harness.script("hang.py", HANG_SCRIPT))
         harness.launch(spec)
         child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", 10).value)
         main = int(harness.recorder.wait_metric(spec.job_id, "proc", "main", 10).value)
@@ -226,7 +226,7 @@ class TestLocal(BackendTestSuite):
             specs = [h.spec(script, {"i": i}) for i in range(4)]
             for spec in specs:
                 h.launch(spec)
-            hang = h.spec(h.script("hang.py", HANG))
+            hang = h.spec(h.script("hang.py", HANG_SCRIPT))
             h.launch(hang)
             h.recorder.wait_metric(hang.job_id, "proc", "main", 10)
             assert [h.recorder.wait_exit(s.job_id, 10).exit_code for s in specs] == [0] * 4
@@ -243,7 +243,7 @@ class TestLocal(BackendTestSuite):
     def test_reap_stale_kills_a_trial_left_by_a_crashed_optimizer(self, tmp_path: Path) -> None:
         # A real optimizer process launches a hanging trial and dies without any cleanup.
         trial = tmp_path / "hang.py"
-        trial.write_text(textwrap.dedent(HANG))
+        trial.write_text(textwrap.dedent(HANG_SCRIPT))
         optimizer = tmp_path / "optimizer.py"
         optimizer.write_text(textwrap.dedent(f"""
             import os, sys, threading

@@ -171,11 +171,18 @@ def _stat(pid: int) -> tuple[str, int] | None:
 
 
 def _environ_has(pid: int, entry: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return entry in fh.read().split(b"\0")
-    except OSError:
-        return False
+    for _ in range(10):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return False
+        if data:
+            return entry in data.split(b"\0")
+        # Empty: the process is inside exec() (its new environment is not mapped yet) or is a
+        # kernel thread. A one-off check at resume, so waiting a few ms for exec to finish is fine.
+        time.sleep(0.005)
+    return False
 
 
 def _group_members(pgid: int) -> Iterator[int]:
