@@ -311,6 +311,8 @@ class LocalBackend(Backend):
             os.close(report_r)
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
             raise
         parser = LineParser(spec.metric_patterns) if spec.metric_patterns else None
         run = _Run(spec, proc, stdout_path, stderr_path, stdout_log, report_r, parser)
