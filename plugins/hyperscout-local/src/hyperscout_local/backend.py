@@ -42,6 +42,8 @@ from hyperscout.errors import ConfigError, HyperscoutError
 from hyperscout.job import MetricPoint
 from hyperscout.trial import ENV_JOB_ID, ENV_REPORT_FD, decode_report
 
+from hyperscout_local import _warm
+
 __all__ = ["DRAIN_TIMEOUT", "LocalBackend"]
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,14 @@ def _environ_has(pid: int, entry: bytes) -> bool:
     return False
 
 
+def _comm_is(pid: int, name: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip() == name
+    except OSError:
+        return False
+
+
 def _group_members(pgid: int) -> Iterator[int]:
     try:
         names = os.listdir("/proc")
@@ -231,13 +241,21 @@ class LocalBackend(Backend):
     * ``kill_grace``: seconds between SIGTERM and SIGKILL when a job is aborted (default 5.0;
       0 kills at once).
     * ``env``: extra environment variables for every trial (the command's own ``env`` wins).
+    * ``prestart``: keep the next Python trial's interpreter started in advance (default true;
+      see :mod:`hyperscout_local._warm`).
     """
 
     name = "local"
     polls = False
 
-    def __init__(self, *, kill_grace: float = 5.0, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *, kill_grace: float = 5.0, env: Mapping[str, str] | None = None, prestart: bool = True
+    ) -> None:
         super().__init__()
+        if not isinstance(prestart, bool):
+            raise ConfigError(f"local backend option prestart={prestart!r} must be true or false")
+        self.prestart = prestart
+        self._spare: _warm.Spare | None = None
         self.kill_grace = _check_grace(kill_grace)
         self.env = _check_env(env)
         self._lock = threading.Lock()
@@ -274,9 +292,53 @@ class LocalBackend(Backend):
         env["PYTHONUNBUFFERED"] = "1"
         stdout_path = str(workdir / "stdout.log")
         stderr_path = str(workdir / "stderr.log")
+        cwd = command.cwd or None
+        proc: subprocess.Popen[bytes] | None = None
+        reason: str | None = None
+        report_r = -1
+        warm_ok = self.prestart and (cwd is None or os.path.isdir(cwd))
+        script = _warm.script_of(argv) if warm_ok else None
+        spare = self._take_spare(script[0], env) if script is not None else None
+        if spare is not None and script is not None:
+            env[ENV_REPORT_FD] = str(spare.report_fd_in_child)
+            if spare.hand_over(script[1], env, cwd or os.getcwd(), stderr_path, spec.job_id):
+                proc, report_r = spare.proc, spare.report_r
+            else:
+                spare.discard()
+        if proc is None:
+            proc, report_r, reason = self._start_cold(argv, env, cwd, stderr_path)
+        if script is not None and not self._closed:
+            # Start the next job's interpreter now, while this one runs.
+            base = {k: v for k, v in env.items() if not k.startswith("HYPERSCOUT_")}
+            self._spare = _warm.spawn(script[0], base, ENV_REPORT_FD)
+        if proc is None:
+            Path(stdout_path).touch()
+            self._emit(JobExited(spec.job_id, time.time(), None, reason))
+            return
+        try:
+            stdout_log = open(stdout_path, "wb")
+        except OSError:
+            os.close(report_r)
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            raise
+        parser = LineParser(spec.metric_patterns) if spec.metric_patterns else None
+        run = _Run(spec, proc, stdout_path, stderr_path, stdout_log, report_r, parser)
+        # JobStarted goes out before the I/O thread can see the job, so it precedes every metric.
+        self._emit(JobStarted(spec.job_id, time.time(), proc.pid, stdout_path, stderr_path))
+        with self._lock:
+            self._runs[spec.job_id] = run
+            self._todo.append(run)
+        self._wake()
+
+    def _start_cold(
+        self, argv: list[str], env: dict[str, str], cwd: str | None, stderr_path: str
+    ) -> tuple[subprocess.Popen[bytes] | None, int, str | None]:
+        """Start the job's process from scratch: ``(proc, report_r, failure reason)``."""
         report_r, report_w = os.pipe()
         env[ENV_REPORT_FD] = str(report_w)
-        cwd = command.cwd or None
         proc: subprocess.Popen[bytes] | None = None
         reason: str | None = None
         try:
@@ -302,26 +364,17 @@ class LocalBackend(Backend):
             os.close(report_w)  # only the child holds the write end now, so its exit means EOF
         if proc is None:
             os.close(report_r)
-            Path(stdout_path).touch()
-            self._emit(JobExited(spec.job_id, time.time(), None, reason))
-            return
-        try:
-            stdout_log = open(stdout_path, "wb")
-        except OSError:
-            os.close(report_r)
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-            raise
-        parser = LineParser(spec.metric_patterns) if spec.metric_patterns else None
-        run = _Run(spec, proc, stdout_path, stderr_path, stdout_log, report_r, parser)
-        # JobStarted goes out before the I/O thread can see the job, so it precedes every metric.
-        self._emit(JobStarted(spec.job_id, time.time(), proc.pid, stdout_path, stderr_path))
-        with self._lock:
-            self._runs[spec.job_id] = run
-            self._todo.append(run)
-        self._wake()
+            return None, -1, reason
+        return proc, report_r, None
+
+    def _take_spare(self, interpreter: str, env: Mapping[str, str]) -> _warm.Spare | None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        if spare.fits(interpreter, env):
+            return spare
+        spare.discard()
+        return None
 
     def _start_io(self) -> None:
         if self._io is not None:
@@ -564,12 +617,17 @@ class LocalBackend(Backend):
         if not pid or pid <= 0:
             return False
         marker = f"{ENV_JOB_ID}={job_id}".encode()
+        comm = _warm.comm_marker(job_id)
+
+        def ours(p: int) -> bool:  # a warm-started trial is marked by its comm, not its environ
+            return _environ_has(p, marker) or _comm_is(p, comm)
+
         st = _stat(pid)
         leader_alive = st is not None and st[0] != "Z"
         if leader_alive:
-            if not _environ_has(pid, marker):
+            if not ours(pid):
                 return False  # another process now has this pid
-        elif not any(_environ_has(p, marker) for p in _group_members(pid)):
+        elif not any(ours(p) for p in _group_members(pid)):
             return False
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -585,6 +643,9 @@ class LocalBackend(Backend):
     def close(self) -> None:
         """Abort whatever still runs, wait for its ``JobExited``, stop the I/O thread."""
         self._closed = True
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -608,6 +669,9 @@ class LocalBackend(Backend):
 
     def _kill_all_now(self) -> None:
         """Interpreter exit without ``close()``: leave no trial behind."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:

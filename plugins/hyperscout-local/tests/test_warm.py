@@ -1,0 +1,96 @@
+"""Warm starts: a job run by the spare interpreter sees exactly what a cold start would."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from hyperscout.testing.backend_suite import process_alive
+from hyperscout_local import LocalBackend
+from hyperscout_local._warm import comm_marker, script_of
+from test_local import local_harness
+
+PROBE = """
+    import json, os, sys
+    from hyperscout import get_job_id, report_scalar
+    print(json.dumps({
+        "name": __name__, "argv": sys.argv, "path0": sys.path[0], "cwd": os.getcwd(),
+        "job": get_job_id(), "stdin": sys.stdin.read(), "flag": os.environ.get("ONLY_HERE"),
+        "pid": os.getpid(), "pgid": os.getpgid(0),
+    }), flush=True)
+    print("to stderr", file=sys.stderr)
+    report_scalar("v", "x", 1.0, 0)
+    raise SystemExit(int(sys.argv[-1]))
+"""
+
+
+def _observe(tmp_path: Path, prestart: bool) -> list[dict]:
+    out = []
+    with local_harness(tmp_path / ("warm" if prestart else "cold"), prestart=prestart) as h:
+        script = h.script("probe.py", PROBE)
+        for k in range(3):  # the first job starts cold, later ones take the spare when prestart is on
+            spec = h.spec(script, args=["--a", "1", str(k)], env={"ONLY_HERE": f"job{k}"})
+            exited = h.run(spec)
+            assert exited.exit_code == k
+            assert h.recorder.metrics(spec.job_id, "v", "x")[0].value == 1.0
+            seen = json.loads(Path(spec.workdir, "stdout.log").read_text().splitlines()[-1])
+            assert Path(spec.workdir, "stderr.log").read_text() == "to stderr\n"
+            assert seen["pgid"] == seen["pid"]  # the job leads its own process group
+            seen.pop("pid"), seen.pop("pgid")
+            seen["job_ok"] = seen.pop("job") == spec.job_id
+            out.append(seen)
+    return out
+
+
+def test_warm_and_cold_starts_look_the_same_to_the_script(tmp_path: Path) -> None:
+    cold, warm = _observe(tmp_path, False), _observe(tmp_path, True)
+    for c, w in zip(cold, warm):
+        assert c["argv"][0].endswith("probe.py") and w["argv"][0] == c["argv"][0].replace("/cold/", "/warm/")
+        assert w["argv"][1:] == c["argv"][1:]
+        assert w["name"] == c["name"] == "__main__"
+        assert Path(w["path0"]) == Path(w["argv"][0]).parent and Path(c["path0"]) == Path(c["argv"][0]).parent
+        assert w["cwd"] == c["cwd"] == os.getcwd()
+        assert w["stdin"] == c["stdin"] == ""
+        assert w["flag"] == c["flag"] and w["job_ok"] and c["job_ok"]
+
+
+def test_the_spare_is_started_ahead_and_gone_after_close(tmp_path: Path) -> None:
+    with local_harness(tmp_path) as h:
+        script = h.script("quick.py", "print('hi')\n")
+        h.run(h.spec(script))
+        spare = h.backend._spare
+        assert spare is not None and process_alive(spare.proc.pid)
+        pid = spare.proc.pid
+        h.run(h.spec(script))
+        assert h.backend._spare is not None and h.backend._spare.proc.pid != pid
+        nxt = h.backend._spare.proc.pid
+    deadline = time.time() + 5
+    while process_alive(nxt) and time.time() < deadline:
+        time.sleep(0.02)
+    assert not process_alive(nxt)
+
+
+def test_other_commands_start_cold(tmp_path: Path) -> None:
+    assert script_of([sys.executable, "-u", __file__, "--x", "1"]) == (sys.executable, [__file__, "--x", "1"])
+    assert script_of([sys.executable, "-O", __file__]) is None  # interpreter flags: cold
+    assert script_of(["/bin/echo", __file__]) is None
+    assert script_of([sys.executable, "-m", "json.tool"]) is None
+
+
+def test_reap_stale_recognises_a_warm_started_trial(tmp_path: Path) -> None:
+    with local_harness(tmp_path) as h:
+        hang = h.script("hang.py", "import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+        h.run(h.spec(h.script("quick.py", "pass\n")))  # leaves a spare behind
+        spec = h.spec(hang)
+        h.launch(spec)
+        started = h.recorder.wait_for(lambda ev: [e for e in ev if getattr(e, "job_id", None) == spec.job_id
+                                                  and type(e).__name__ == "JobStarted"], 10, "start")[0]
+        h.recorder.wait_for(lambda ev: Path(spec.workdir, "stdout.log").read_text().startswith("up"), 10, "output")
+        assert Path(f"/proc/{started.pid}/comm").read_text().strip() == comm_marker(spec.job_id)
+        other = LocalBackend()
+        assert not other.reap_stale("someone-else", started.pid)
+        assert other.reap_stale(spec.job_id, started.pid)
+        h.recorder.wait_exit(spec.job_id, 10)
