@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from typing import Any
 
@@ -22,12 +23,31 @@ __all__ = ["get_job_id", "get_parameters", "report_scalar"]
 
 ENV_REPORT_FD = "HYPERSCOUT_REPORT_FD"
 ENV_REPORT_FILE = "HYPERSCOUT_REPORT_FILE"
+#: inode of the report pipe: a subprocess that inherited the variable but not the descriptor
+#: (``close_fds``) must not write JSON into whatever file now has that number
+ENV_REPORT_INO = "HYPERSCOUT_REPORT_INO"
 ENV_PARAMS = "HYPERSCOUT_PARAMS"
 ENV_PARAMS_FILE = "HYPERSCOUT_PARAMS_FILE"
 ENV_JOB_ID = "HYPERSCOUT_JOB_ID"
 ENV_STUDY = "HYPERSCOUT_STUDY"
 
 _iterations: dict[tuple[str, str], int] = {}
+_checked_fd: dict[tuple[int, str, str], bool] = {}
+
+
+def _fd_is_ours(fd: int) -> bool:
+    """Whether ``fd`` is the report pipe the backend handed us (checked once per process)."""
+    ino = os.environ.get(ENV_REPORT_INO)
+    if not ino:
+        return True
+    key = (os.getpid(), str(fd), ino)
+    if key not in _checked_fd:
+        try:
+            st = os.fstat(fd)
+            _checked_fd[key] = stat.S_ISFIFO(st.st_mode) and str(st.st_ino) == ino
+        except OSError:
+            _checked_fd[key] = False
+    return _checked_fd[key]
 
 
 def _encode(title: str, series: str, value: float, iteration: int) -> bytes:
@@ -50,7 +70,7 @@ def report_scalar(title: str, series: str, value: float, iteration: int | None =
         value_out = value
     line = _encode(key[0], key[1], value_out, int(iteration))
     fd = os.environ.get(ENV_REPORT_FD)
-    if fd:
+    if fd and fd.isdigit() and _fd_is_ours(int(fd)):
         try:
             os.write(int(fd), line)
             return

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from hyperscout.trial import ENV_REPORT_FD, ENV_REPORT_INO
 
 #: Runs in the spare interpreter: wait for one job on stdin, become it, run the script.
 BOOTSTRAP = r"""
@@ -80,6 +81,7 @@ class Spare:
     interpreter: str
     report_r: int
     report_fd_in_child: int
+    report_ino: str
     python_env: tuple[tuple[str, str], ...]
 
     def fits(self, interpreter: str, env: Mapping[str, str]) -> bool:
@@ -114,10 +116,11 @@ class Spare:
             pass
 
 
-def spawn(interpreter: str, env: Mapping[str, str], report_env: str) -> Spare | None:
+def spawn(interpreter: str, env: Mapping[str, str]) -> Spare | None:
     """Start a spare interpreter in its own session, holding its own report pipe."""
     report_r, report_w = os.pipe()
-    child_env: dict[str, Any] = {**env, report_env: str(report_w), "PYTHONUNBUFFERED": "1"}
+    ino = str(os.fstat(report_w).st_ino)
+    child_env: dict[str, Any] = {**env, ENV_REPORT_FD: str(report_w), ENV_REPORT_INO: ino, "PYTHONUNBUFFERED": "1"}
     try:
         proc = subprocess.Popen(
             [interpreter, "-u", "-c", BOOTSTRAP],
@@ -133,4 +136,4 @@ def spawn(interpreter: str, env: Mapping[str, str], report_env: str) -> Spare | 
         return None
     finally:
         os.close(report_w)
-    return Spare(proc, interpreter, report_r, report_w, _python_env(child_env))
+    return Spare(proc, interpreter, report_r, report_w, ino, _python_env(child_env))

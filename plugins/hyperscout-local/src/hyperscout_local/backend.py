@@ -40,7 +40,7 @@ from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobSta
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError, HyperscoutError
 from hyperscout.job import MetricPoint
-from hyperscout.trial import ENV_JOB_ID, ENV_REPORT_FD, decode_report
+from hyperscout.trial import ENV_JOB_ID, ENV_REPORT_FD, ENV_REPORT_INO, decode_report
 
 from hyperscout_local import _warm
 
@@ -301,6 +301,7 @@ class LocalBackend(Backend):
         spare = self._take_spare(script[0], env) if script is not None else None
         if spare is not None and script is not None:
             env[ENV_REPORT_FD] = str(spare.report_fd_in_child)
+            env[ENV_REPORT_INO] = spare.report_ino
             if spare.hand_over(script[1], env, cwd or os.getcwd(), stderr_path, spec.job_id):
                 proc, report_r = spare.proc, spare.report_r
             else:
@@ -310,7 +311,7 @@ class LocalBackend(Backend):
         if script is not None and not self._closed:
             # Start the next job's interpreter now, while this one runs.
             base = {k: v for k, v in env.items() if not k.startswith("HYPERSCOUT_")}
-            self._spare = _warm.spawn(script[0], base, ENV_REPORT_FD)
+            self._spare = _warm.spawn(script[0], base)
         if proc is None:
             Path(stdout_path).touch()
             self._emit(JobExited(spec.job_id, time.time(), None, reason))
@@ -339,6 +340,7 @@ class LocalBackend(Backend):
         """Start the job's process from scratch: ``(proc, report_r, failure reason)``."""
         report_r, report_w = os.pipe()
         env[ENV_REPORT_FD] = str(report_w)
+        env[ENV_REPORT_INO] = str(os.fstat(report_w).st_ino)
         proc: subprocess.Popen[bytes] | None = None
         reason: str | None = None
         try:
