@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from hyperscout.errors import ObjectiveError
 from hyperscout.objective import Objective, ObjectiveSet, non_dominated_fronts, pareto_front, rank
 

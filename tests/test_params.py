@@ -4,6 +4,7 @@ import json
 import random
 
 import pytest
+
 from hyperscout import (
     DiscreteParameterRange,
     LogUniformParameterRange,

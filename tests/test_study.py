@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from hyperscout import (
     Command,
     DiscreteParameterRange,
@@ -377,3 +378,24 @@ def test_lifecycle_hooks_fire_in_order(script, tmp_path) -> None:  # type: ignor
     per_job = [k for k, j in seen if j == first]
     assert per_job[:2] == ["launched", "running"] and per_job.count("metric") == 3
     assert per_job[-2:] == ["finished", "best"]
+
+
+def test_save_top_k_marks_the_rest_archived_and_keeps_them(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = script("train.py", QUADRATIC)
+    opt = _opt(path, tmp_path, total_max_jobs=6, save_top_k_tasks_only=2, optimizer_class="grid")
+    opt.start()
+    opt.wait()
+    jobs = opt.get_all_experiments()
+    top = {j.id for j in opt.get_top_experiments(2)}
+    assert len(jobs) == 6
+    assert {j.id for j in jobs if not j.archived} == top
+    stored = {row[0]: row[1] for row in sqlite3.connect(tmp_path / "store" / "hyperscout.sqlite").execute(
+        "SELECT id, archived FROM jobs")}
+    assert {k for k, v in stored.items() if not v} == top and len(stored) == 6
+
+
+def test_clearml_server_settings_are_reported_not_dropped(script, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    path = script("train.py", QUADRATIC)
+    _opt(path, tmp_path, auto_connect_task=False, spawn_project="elsewhere")
+    assert any("auto_connect_task=False is a ClearML server setting" in r.message for r in caplog.records)
+    assert any("spawn_project='elsewhere'" in r.message for r in caplog.records)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from hyperscout import report_scalar
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
+
+from hyperscout import report_scalar
 
 
 def main() -> None:

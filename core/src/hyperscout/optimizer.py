@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import threading
 import time
 import uuid
@@ -38,6 +39,8 @@ from hyperscout.store import Store
 from hyperscout.strategy import SearchStrategy, StudySettings
 
 __all__ = ["HyperParameterOptimizer"]
+
+log = logging.getLogger("hyperscout")
 
 _UNSET = object()
 
@@ -86,8 +89,16 @@ class HyperParameterOptimizer:
         metric_patterns: Sequence[MetricPattern | Mapping[str, Any]] = (),
         show_progress: bool = True,
         plugin_manager: pluggy.PluginManager | None = None,
+        auto_connect_task: Any = None,
+        always_create_task: Any = None,
+        spawn_project: Any = None,
         **optimizer_kwargs: Any,
     ) -> None:
+        for name, value in (("auto_connect_task", auto_connect_task), ("always_create_task", always_create_task),
+                            ("spawn_project", spawn_project)):
+            if value is not None:  # ClearML server settings: said out loud, not silently dropped
+                log.warning("hyperscout: %s=%r is a ClearML server setting and has no effect here; "
+                            "the study is recorded in its store (storage=...)", name, value)
         self.base_task_id = base_task_id
         self.space = SearchSpace.of(hyper_parameters)
         self.hyper_parameters = list(self.space.parameters)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from hyperscout import Command, ConfigError, HyperscoutError, JobSpec, MetricPattern, UnsupportedError
 from hyperscout.backend import JobExited, JobStarted
 from hyperscout.plugins import backends

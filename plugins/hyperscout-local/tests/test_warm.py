@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from test_local import local_harness
+
 from hyperscout.testing.backend_suite import process_alive
 from hyperscout_local import LocalBackend
 from hyperscout_local._warm import comm_marker, script_of
-from test_local import local_harness
 
 PROBE = """
     import json, os, sys

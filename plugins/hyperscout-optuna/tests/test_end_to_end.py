@@ -9,6 +9,8 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.trial import TrialState
+
 from hyperscout import (
     Command,
     HyperParameterOptimizer,
@@ -19,7 +21,6 @@ from hyperscout import (
 from hyperscout.objective import ObjectiveSet, pareto_front
 from hyperscout_optuna import OptimizerOptuna
 from hyperscout_optuna.strategy import JOB_ID_ATTR
-from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
 from hyperscout import (
     DiscreteParameterRange,
     JobStatus,
@@ -29,8 +32,6 @@ from hyperscout.plugins import strategies
 from hyperscout.strategy import EXHAUSTED, StudySettings
 from hyperscout_optuna import OptimizerOptuna
 from hyperscout_optuna.strategy import JOB_ID_ATTR
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
 
 LOSS = ObjectiveSet((Objective("val", "loss", "min"),))
 TWO = ObjectiveSet((Objective("val", "loss", "min"), Objective("val", "accuracy", "max")))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
 from hyperscout.trial import ENV_REPORT_FD, ENV_REPORT_INO
 
 #: Runs in the spare interpreter: wait for one job on stdin, become it, run the script.

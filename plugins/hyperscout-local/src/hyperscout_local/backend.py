@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
+
 from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobStarted, MetricReported
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError, HyperscoutError
 from hyperscout.job import MetricPoint
 from hyperscout.trial import ENV_JOB_ID, ENV_REPORT_FD, ENV_REPORT_INO, decode_report
-
 from hyperscout_local import _warm
 
 __all__ = ["DRAIN_TIMEOUT", "LocalBackend"]

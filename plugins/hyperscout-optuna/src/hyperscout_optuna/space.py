@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
 from hyperscout.params import (
     DiscreteParameterRange,
     LogUniformParameterRange,

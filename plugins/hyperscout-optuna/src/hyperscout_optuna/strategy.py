@@ -32,7 +32,6 @@ from hyperscout import (
 from hyperscout.objective import ObjectiveSet
 from hyperscout.params import config_key
 from hyperscout.strategy import Signal
-
 from hyperscout_optuna.space import OptunaSpace
 
 if TYPE_CHECKING:

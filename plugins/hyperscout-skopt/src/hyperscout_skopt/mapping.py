@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+
 from hyperscout import (
     DiscreteParameterRange,
     LogUniformParameterRange,

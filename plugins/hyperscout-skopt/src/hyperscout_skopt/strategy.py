@@ -48,7 +48,6 @@ from hyperscout import (
 from hyperscout.objective import ObjectiveSet
 from hyperscout.params import Parameter, config_key
 from hyperscout.strategy import Signal
-
 from hyperscout_skopt.mapping import Axis, build_axes, to_params, to_point
 
 __all__ = ["OptimizerSkopt"]
