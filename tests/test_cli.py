@@ -213,3 +213,13 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(project: Path) -> None:
     assert again.returncode == 0 and "resuming study 'cli'" in again.stdout
     status = run("status", "cli", "--storage", "store", cwd=project).stdout
     assert status.count("completed") == 4 and "re-run as job" in status
+
+
+def test_every_example_study_file_is_valid() -> None:
+    from hyperscout.config import load_study
+
+    files = sorted((Path(__file__).resolve().parents[1] / "examples").glob("**/study*.toml"))
+    assert len(files) >= 4
+    for f in files:
+        cfg = load_study(f)
+        assert cfg.parameters and cfg.objectives
