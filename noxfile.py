@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import nox
-import time
 import tomllib
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "plugins", "template", "lint", "demo"]
+nox.options.sessions = ["tests", "plugins", "template", "lint", "demo", "demo_strategies"]
 nox.options.reuse_existing_virtualenvs = True
 
 PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
@@ -67,6 +67,18 @@ def demo(session: nox.Session) -> None:
     session.run("hyperscout", "run", str(ROOT / "examples/digits/study.toml"), "--study-name", name)
     session.run("hyperscout", "top", name, "-k", "3", "--storage", str(ROOT / "examples/digits/.hyperscout"))
     session.run("hyperscout", "plugins")
+
+
+@nox.session
+def demo_strategies(session: nox.Session) -> None:
+    """The model-based plugins installed side by side, each tuning the digits example once."""
+    session.install(*BASICS, "./plugins/hyperscout-optuna", "./plugins/hyperscout-bohb", "./plugins/hyperscout-skopt",
+                    "scikit-learn")
+    session.run("hyperscout", "plugins")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in ("optuna", "bohb", "skopt"):
+        study = ROOT / "examples" / "digits" / f"study-{name}.toml"
+        session.run("hyperscout", "run", str(study), "--study-name", f"demo-{name}-{stamp}", "--top", "3")
 
 
 @nox.session
