@@ -399,3 +399,14 @@ def test_clearml_server_settings_are_reported_not_dropped(script, tmp_path, capl
     _opt(path, tmp_path, auto_connect_task=False, spawn_project="elsewhere")
     assert any("auto_connect_task=False is a ClearML server setting" in r.message for r in caplog.records)
     assert any("spawn_project='elsewhere'" in r.message for r in caplog.records)
+
+
+def test_a_freed_slot_is_refilled_within_milliseconds(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = script("quick.py", QUADRATIC)
+    opt = _opt(path, tmp_path, max_number_of_concurrent_tasks=1, total_max_jobs=6, optimizer_class="grid",
+               hyper_parameters=[UniformParameterRange("x", 0, 1, step_size=0.2), DiscreteParameterRange("sleep", [0.0])])
+    opt.start()
+    opt.wait()
+    jobs = sorted(opt.get_all_experiments(), key=lambda j: j.number)
+    gaps = sorted(b.started - a.ended for a, b in zip(jobs, jobs[1:]))
+    assert gaps[len(gaps) // 2] < 0.1, gaps  # no polling sleep between one job's exit and the next launch
