@@ -113,3 +113,19 @@ def test_every_hook_is_documented_in_the_spec_and_the_docs() -> None:
         assert fn.__doc__ and len(fn.__doc__.strip()) > 30, f"{name} needs a docstring a plugin author can use"
         args = ", ".join(inspect.signature(fn).parameters)
         assert re.search(rf"^### {name}\({re.escape(args)}\)$", docs, re.M), f"docs/plugin_hooks.md lacks {name}({args})"
+
+
+def test_seed_class_names_import_from_the_package_and_fall_back() -> None:
+    from hyperscout import GridSearch, RandomSearch
+
+    assert RandomSearch is strategies().get("random") and GridSearch is strategies().get("grid")
+    # The seed's pattern: try a model-based strategy, fall back on ImportError.
+    try:
+        from hyperscout import OptimizerOptuna as chosen
+    except ImportError as exc:
+        assert "optuna" not in strategies()
+        assert "pip install hyperscout-optuna" in str(exc)
+        chosen = RandomSearch
+    else:
+        assert "optuna" in strategies()
+    assert chosen.name in ("optuna", "random")

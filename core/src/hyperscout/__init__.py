@@ -62,7 +62,21 @@ _LAZY = {
 __all__ = ["__version__", "get_job_id", "get_parameters", "report_scalar", *_LAZY]
 
 
+#: ClearML's strategy class names, resolved through the plugin registry (never a direct import),
+#: so ``from hyperscout import OptimizerOptuna`` raises ImportError when the plugin is not
+#: installed, and the seed's try/except fallback works unchanged.
+_STRATEGY_NAMES = ("RandomSearch", "GridSearch", "OptimizerOptuna", "OptimizerBOHB", "OptimizerSkopt")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _STRATEGY_NAMES:
+        from hyperscout.errors import PluginNotFoundError
+        from hyperscout.plugins import strategies
+
+        try:
+            return strategies().get(name)
+        except PluginNotFoundError as exc:
+            raise AttributeError(str(exc)) from None
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hyperscout' has no attribute {name!r}")
