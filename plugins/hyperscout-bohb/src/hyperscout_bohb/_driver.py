@@ -90,8 +90,16 @@ class Driver:
 
     @contextlib.contextmanager
     def rng_scope(self) -> Iterator[None]:
-        """Run hpbandster code with this driver's numpy random state, then put the global one back."""
+        """Run hpbandster code with this driver's numpy random state, then put the global one back.
+
+        Re-entrant: the strategy opens one scope per ``ask``/``tell`` and the inner scopes cost
+        nothing (swapping numpy's state is ~0.1 ms, a measurable share of a suggestion).
+        """
+        if getattr(self, "_scope_owner", None) == threading.get_ident():
+            yield
+            return
         with _GLOBAL_RNG_LOCK:
+            self._scope_owner = threading.get_ident()
             saved = np.random.get_state()
             np.random.set_state(self._np_state)
             try:
@@ -105,6 +113,7 @@ class Driver:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     yield
             finally:
+                self._scope_owner = None
                 self._np_state = np.random.get_state()
                 np.random.set_state(saved)
 

@@ -197,6 +197,10 @@ class _BracketSearch(SearchStrategy):
         self._schedule_pos += 1
 
     def ask(self, trial_id: str) -> Suggestion | Signal:
+        with self.driver.rng_scope():  # one numpy state swap per suggestion, not one per hpbandster call
+            return self._ask(trial_id)
+
+    def _ask(self, trial_id: str) -> Suggestion | Signal:
         slot = self.driver.next_run()
         if slot is None:
             if self.driver.waiting() and not self.parallel_brackets:
@@ -217,6 +221,10 @@ class _BracketSearch(SearchStrategy):
         return Suggestion(params, budget=float(budget))
 
     def tell(self, trial_id: str, result: TrialResult) -> None:
+        with self.driver.rng_scope():
+            self._tell(trial_id, result)
+
+    def _tell(self, trial_id: str, result: TrialResult) -> None:
         slot = self._slots.pop(trial_id, None)
         if slot is None:
             self._orphans.discard(trial_id)
