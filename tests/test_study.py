@@ -410,3 +410,18 @@ def test_a_freed_slot_is_refilled_within_milliseconds(script, tmp_path) -> None:
     jobs = sorted(opt.get_all_experiments(), key=lambda j: j.number)
     gaps = sorted(b.started - a.ended for a, b in zip(jobs, jobs[1:]))
     assert gaps[len(gaps) // 2] < 0.1, gaps  # no polling sleep between one job's exit and the next launch
+
+
+def test_compute_time_limit_counts_running_time_of_all_jobs_in_minutes(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = script("slow.py", QUADRATIC)
+    opt = _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("sleep", [5.0]), UniformParameterRange("x", 0, 1)],
+               total_max_jobs=None, compute_time_limit=2.0 / 60)  # 2 s of job time, two jobs at a time
+    t0 = time.time()
+    opt.start()
+    opt.wait()
+    took = time.time() - t0
+    assert opt.study.end_reason == "compute_time_limit"
+    jobs = opt.get_all_experiments()
+    used = sum(j.duration for j in jobs)
+    assert len(jobs) == 2 and 2.0 <= used < 4.0  # ClearML compares a fraction with minutes; we stop at 2 s
+    assert took < 4.0
