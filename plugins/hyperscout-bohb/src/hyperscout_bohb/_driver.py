@@ -6,8 +6,8 @@ need a "job" with ``id``, ``kwargs``, ``result``, ``exception`` and ``timestamps
 
 hpbandster samples with numpy's *global* random state (``np.random.rand``, scipy's
 ``truncnorm.rvs``), which would make two studies in one process disturb each other and make a
-seed meaningless. :meth:`Driver.rng_scope` swaps a private ``RandomState`` in for the duration of
-each hpbandster call, under a process-wide lock.
+seed meaningless. :meth:`Driver.rng_scope` gives each driver its own stream of numpy's global
+state (swapped lazily when another driver takes over), under a process-wide lock.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ log = logging.getLogger("hyperscout.bohb")
 
 #: guards numpy's global random state while a driver has its own swapped in
 _GLOBAL_RNG_LOCK = threading.RLock()
+#: the driver whose stream numpy's global state holds right now (swapped lazily, see rng_scope)
+_holder: list[Driver | None] = [None]
 
 
 @attrs.define
@@ -86,22 +88,33 @@ class Driver:
     def reseed(self, configspace_seed: int, numpy_seed: int) -> None:
         """Start fresh random streams (a resumed study must not replay the first run's draws)."""
         self.mapping.configspace.seed(configspace_seed)
-        self._np_state = np.random.RandomState(numpy_seed).get_state()
+        with _GLOBAL_RNG_LOCK:
+            self._np_state = np.random.RandomState(numpy_seed).get_state()
+            if _holder[0] is self:
+                _holder[0] = None  # the next scope loads the new stream
 
     @contextlib.contextmanager
     def rng_scope(self) -> Iterator[None]:
-        """Run hpbandster code with this driver's numpy random state, then put the global one back.
+        """Run hpbandster code on this driver's own numpy random stream.
 
-        Re-entrant: the strategy opens one scope per ``ask``/``tell`` and the inner scopes cost
-        nothing (swapping numpy's state is ~0.1 ms, a measurable share of a suggestion).
+        The swap is lazy: numpy's global state keeps the stream of the driver that used it last,
+        and is saved into that driver and replaced only when another driver takes over. One
+        study pays nothing per call (a get/set of numpy's state costs ~75 us, about 1% of a
+        suggestion each); two studies in one process still never disturb each other. Nothing
+        else in the optimizer's process draws from numpy's global state (Optuna and skopt use
+        their own generators; trials run in their own processes). Re-entrant.
         """
         if getattr(self, "_scope_owner", None) == threading.get_ident():
             yield
             return
         with _GLOBAL_RNG_LOCK:
             self._scope_owner = threading.get_ident()
-            saved = np.random.get_state()
-            np.random.set_state(self._np_state)
+            previous = _holder[0]
+            if previous is not self:
+                if previous is not None:
+                    previous._np_state = np.random.get_state()
+                np.random.set_state(self._np_state)
+                _holder[0] = self
             try:
                 with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
                     # hpbandster calls ConfigSpace 0.x names that 1.x deprecates, statsmodels
@@ -114,8 +127,6 @@ class Driver:
                     yield
             finally:
                 self._scope_owner = None
-                self._np_state = np.random.get_state()
-                np.random.set_state(saved)
 
     def _sample(self, budget: float) -> tuple[dict[str, Any], dict[str, Any]]:
         config, info = self.generator.get_config(budget)
