@@ -76,7 +76,8 @@ def __getattr__(name: str) -> Any:
         try:
             return strategies().get(name)
         except PluginNotFoundError as exc:
-            raise AttributeError(str(exc)) from None
+            # ImportError (not AttributeError) so that `from hyperscout import X` keeps the hint.
+            raise ImportError(f"cannot import {name} from hyperscout: {exc}", name="hyperscout") from None
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hyperscout' has no attribute {name!r}")
