@@ -16,6 +16,7 @@ Differences from ClearML, on purpose:
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import math
@@ -80,7 +81,7 @@ def _stepped_points(name: str | None, lo: float, hi: float, step: float, include
     return [_clean(p) for p in points]
 
 
-class Parameter:
+class Parameter(abc.ABC):
     """Base of every range. ``name`` is the name the trial sees (``--name value``)."""
 
     type_name: ClassVar[str] = "Parameter"
@@ -96,17 +97,17 @@ class Parameter:
         """True when :meth:`to_list` can enumerate every value (a grid exists)."""
         return True
 
+    @abc.abstractmethod
     def get_value(self, rng: random.Random | None = None) -> dict[str, Any]:
         """One random sample as ``{name: value}``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def to_list(self) -> list[dict[str, Any]]:
         """Every value as ``[{name: value}, ...]``, in ascending/declared order."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def contains(self, value: Any) -> bool:
         """Whether ``value`` is a value this range can produce (used to check restored trials)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``clearml-param-search --params-search``."""

@@ -280,7 +280,7 @@ class BackendTestSuite:
 
     @pytest.fixture
     def backend(self) -> Backend:
-        raise NotImplementedError("override the `backend` fixture in your BackendTestSuite subclass")
+        pytest.fail("override the `backend` fixture in your BackendTestSuite subclass")
 
     @pytest.fixture
     def harness(self, backend: Backend, tmp_path: Path) -> Iterator[Harness]:
