@@ -2,7 +2,7 @@
 
 Panels: the objective of every job in launch order (coloured by status) with the best-so-far
 line; one scatter per parameter against the objective; and parallel coordinates of the finished
-jobs coloured by objective. matplotlib is optional (``pip install 'hyperscout[plot]'``).
+jobs coloured by objective. matplotlib is optional (``pip install matplotlib``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def plot_study(name: str, jobs: Sequence[Job], objectives: ObjectiveSet, output:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("plotting needs matplotlib; run `pip install 'hyperscout[plot]'`") from None
+        raise ConfigError("plotting needs matplotlib; run `pip install matplotlib`") from None
     out = Path(output or f"{name}.png")
     primary = objectives.primary
     jobs = sorted((j for j in jobs if j.superseded_by is None), key=lambda j: j.number)
