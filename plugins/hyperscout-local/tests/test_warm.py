@@ -95,3 +95,25 @@ def test_reap_stale_recognises_a_warm_started_trial(tmp_path: Path) -> None:
         assert not other.reap_stale("someone-else", started.pid)
         assert other.reap_stale(spec.job_id, started.pid)
         h.recorder.wait_exit(spec.job_id, 10)
+
+
+MP_SCRIPT = """
+    import multiprocessing as mp
+    from hyperscout import report_scalar
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        with mp.get_context("spawn").Pool(2) as pool:
+            report_scalar("v", "x", float(sum(pool.map(square, range(5)))), 0)
+"""
+
+
+def test_multiprocessing_spawn_works_in_a_warm_started_trial(tmp_path: Path) -> None:
+    with local_harness(tmp_path) as h:
+        script = h.script("mp.py", MP_SCRIPT)
+        for _ in range(2):  # the second job runs in the spare interpreter
+            spec = h.spec(script)
+            assert h.run(spec, timeout=60).exit_code == 0, Path(spec.workdir, "stderr.log").read_text()
+            assert h.recorder.metrics(spec.job_id, "v", "x")[0].value == 30.0
