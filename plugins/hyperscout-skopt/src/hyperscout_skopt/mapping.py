@@ -22,6 +22,7 @@ installed strategies) stays cheap.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,7 +48,18 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= _REL_TOL * max(1.0, abs(a), abs(b))
 
 
-class Axis:
+def _finite_number(value: Any) -> float | None:
+    """A stored value as a finite float, or ``None`` (booleans are not numbers here)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+class Axis(abc.ABC):
     """One parameter as skopt sees it."""
 
     name: str
@@ -56,17 +68,17 @@ class Axis:
     def is_constant(self) -> bool:
         return False
 
+    @abc.abstractmethod
     def dimension(self) -> Any:
         """The skopt dimension (``Real``, ``Integer`` or ``Categorical``)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def value(self, coordinate: Any) -> Any:
         """The trial-side value (a plain Python object) of a skopt coordinate."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def coordinate(self, value: Any) -> Any | None:
         """The skopt coordinate of a stored value, or ``None`` if the value is not in the range."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
 
 @attrs.frozen
@@ -89,13 +101,8 @@ class RealAxis(Axis):
         return min(max(float(coordinate), self.low), self.high)
 
     def coordinate(self, value: Any) -> float | None:
-        if isinstance(value, bool):
-            return None
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            return None
-        if not math.isfinite(v):
+        v = _finite_number(value)
+        if v is None:
             return None
         if v < self.low and not _close(v, self.low):
             return None
@@ -121,13 +128,8 @@ class IntegerAxis(Axis):
         return int(coordinate)
 
     def coordinate(self, value: Any) -> int | None:
-        if isinstance(value, bool):
-            return None
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            return None
-        if not math.isfinite(v) or v != int(v) or not self.low <= int(v) <= self.high:
+        v = _finite_number(value)
+        if v is None or v != int(v) or not self.low <= int(v) <= self.high:
             return None
         return int(v)
 
@@ -148,11 +150,8 @@ class IndexAxis(Axis):
         return self.points[int(coordinate)]
 
     def coordinate(self, value: Any) -> int | None:
-        if isinstance(value, bool):
-            return None
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
+        v = _finite_number(value)
+        if v is None:
             return None
         for i, p in enumerate(self.points):
             if _close(v, float(p)):
