@@ -19,18 +19,9 @@ import pytest
 from hyperscout import Command, ConfigError, HyperscoutError, JobSpec, MetricPattern, UnsupportedError
 from hyperscout.backend import JobExited, JobStarted
 from hyperscout.plugins import backends
-from hyperscout.testing.backend_suite import HANG_SCRIPT, BackendTestSuite, Harness, process_alive
+from hyperscout.testing.backend_suite import HANG_SCRIPT, BackendTestSuite, Harness, process_alive, wait_dead
 from hyperscout_local import LocalBackend
 from hyperscout_local.backend import DRAIN_TIMEOUT
-
-
-def _wait_dead(pids: list[int], timeout: float = 3.0) -> list[int]:
-    end = time.monotonic() + timeout
-    alive = [p for p in pids if process_alive(p)]
-    while alive and time.monotonic() < end:
-        time.sleep(0.02)
-        alive = [p for p in alive if process_alive(p)]
-    return alive
 
 
 def _running_with_job_id(job_id: str) -> list[int]:
@@ -157,7 +148,7 @@ class TestLocal(BackendTestSuite):
         assert time.monotonic() - t < 1.0
         assert (exited.exit_code, exited.reason) == (-signal.SIGTERM, "killed by SIGTERM")
         assert not os.path.exists(f"/proc/{main}"), "the trial was not reaped (zombie left)"
-        assert _wait_dead([child]) == []
+        assert wait_dead([child]) == []
         assert _running_with_job_id(spec.job_id) == []
 
     def test_sigterm_ignored_escalates_to_sigkill_after_kill_grace(self, tmp_path: Path) -> None:
@@ -180,7 +171,7 @@ class TestLocal(BackendTestSuite):
             took = time.monotonic() - t
             assert 0.45 <= took < 1.5, took
             assert (exited.exit_code, exited.reason) == (-signal.SIGKILL, "killed by SIGKILL")
-            assert _wait_dead([child]) == []
+            assert wait_dead([child]) == []
 
     def test_exit_to_event_under_100ms_and_leftover_children_are_killed(self, harness: Harness) -> None:
         script = harness.script("fast.py", """
@@ -201,7 +192,7 @@ class TestLocal(BackendTestSuite):
             assert latency < 0.1, f"JobExited {latency * 1000:.0f} ms after the process exited"
             if k:
                 child = int(harness.recorder.metrics(spec.job_id, "proc", "child")[0].value)
-                assert _wait_dead([child]) == [], "a child outlived its trial"
+                assert wait_dead([child]) == [], "a child outlived its trial"
 
     def test_a_process_that_left_the_group_cannot_hang_the_job(self, harness: Harness) -> None:
         script = harness.script("daemon.py", """
@@ -274,7 +265,7 @@ class TestLocal(BackendTestSuite):
             assert backend.reap_stale("stale-job", None) is False
             assert process_alive(main) and process_alive(child)
             assert backend.reap_stale("stale-job", main) is True
-            assert _wait_dead([main, child]) == []
+            assert wait_dead([main, child]) == []
             assert backend.reap_stale("stale-job", main) is False  # nothing left to end
         finally:
             for pid in (main, child):
@@ -304,7 +295,7 @@ class TestLocal(BackendTestSuite):
             stale.wait()
             assert process_alive(child)
             assert backend.reap_stale("job-7", stale.pid) is True
-            assert _wait_dead([child]) == []
+            assert wait_dead([child]) == []
         finally:
             other.kill()
             other.wait()

@@ -54,7 +54,7 @@ from hyperscout.capture import MetricPattern
 from hyperscout.command import Command
 from hyperscout.job import MetricPoint
 
-__all__ = ["HANG_SCRIPT", "BackendTestSuite", "Harness", "Recorder", "process_alive"]
+__all__ = ["HANG_SCRIPT", "BackendTestSuite", "Harness", "Recorder", "process_alive", "wait_dead"]
 
 
 def process_alive(pid: int) -> bool:
@@ -216,7 +216,7 @@ class Harness:
             assert max(queued) < started[0], f"job {job_id}: JobQueued after JobStarted: {kinds}"
 
 
-def _wait_dead(pids: Sequence[int], timeout: float) -> list[int]:
+def wait_dead(pids: Sequence[int], timeout: float = 3.0) -> list[int]:
     """Pids still alive after up to ``timeout`` s (signals are delivered asynchronously)."""
     end = time.monotonic() + timeout
     alive = [p for p in pids if process_alive(p)]
@@ -425,7 +425,7 @@ class BackendTestSuite:
         exited = harness.recorder.wait_exit(spec.job_id, self.abort_timeout)
         assert exited.exit_code != 0, exited
         if self.same_host:
-            assert _wait_dead([main, child], 5.0) == [], "the trial or its child survived abort()"
+            assert wait_dead([main, child], 5.0) == [], "the trial or its child survived abort()"
 
     def test_abort_of_unknown_or_finished_jobs_is_a_noop(self, harness: Harness) -> None:
         spec = harness.spec(harness.script("quick.py", "print('done')\n"))
@@ -462,7 +462,7 @@ class BackendTestSuite:
         exited = harness.recorder.wait_exit(spec.job_id, self.abort_timeout)
         assert exited.exit_code != 0
         if self.same_host:
-            assert _wait_dead([child], 5.0) == [], "close() left the trial's child running"
+            assert wait_dead([child], 5.0) == [], "close() left the trial's child running"
 
     # -- parameters ---------------------------------------------------------------------------
     @pytest.mark.parametrize("style", ["argparse", "hydra", "env", "json"])

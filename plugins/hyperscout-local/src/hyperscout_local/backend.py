@@ -369,6 +369,11 @@ class LocalBackend(Backend):
             return None, -1, reason
         return proc, report_r, None
 
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
+
     def _take_spare(self, interpreter: str, env: Mapping[str, str]) -> _warm.Spare | None:
         spare, self._spare = self._spare, None
         if spare is None:
@@ -645,9 +650,7 @@ class LocalBackend(Backend):
     def close(self) -> None:
         """Abort whatever still runs, wait for its ``JobExited``, stop the I/O thread."""
         self._closed = True
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.discard()
+        self._drop_spare()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -671,9 +674,7 @@ class LocalBackend(Backend):
 
     def _kill_all_now(self) -> None:
         """Interpreter exit without ``close()``: leave no trial behind."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.discard()
+        self._drop_spare()
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
