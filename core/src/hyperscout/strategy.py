@@ -99,11 +99,29 @@ class Verdict(str, enum.Enum):
 
 @attrs.frozen
 class TrialResult:
-    """How a trial ended, as told to the strategy.
+    """How a trial ended, as told to the strategy. One rule for every strategy and every backend:
 
-    ``values`` are the raw objective values (one per objective, in declaration order), ``None``
-    when the job never reported all of them: that is the case for every failed job and may be the
-    case for an aborted or pruned one. ``intermediate`` is the primary objective's history.
+    =========  ==============================================  ===========  ==================
+    status     cause                                           ``values``   ranked, best,
+                                                                            callback
+    =========  ==============================================  ===========  ==================
+    completed  exited 0 with every objective, or stopped at    final        yes
+               its budget / ``max_iteration_per_job`` /
+               ``Verdict.STOP`` (value taken up to and
+               including that stop point, never after)
+    pruned     the strategy answered ``Verdict.PRUNE``         ``None``     no
+    aborted    ran past ``time_limit_per_job``                 ``None``     no
+    aborted    ``interrupted``: the study stopped (``stop()``,  ``None``     no; re-run on
+               Ctrl-C, a study limit, a crash)                              resume
+    failed     non-zero exit, crash, objective never           ``None``     no
+               reported, objective NaN or infinite
+    =========  ==============================================  ===========  ==================
+
+    ``values`` (raw objective values, one per objective) is set **only** for ``completed``;
+    ``intermediate`` (the primary objective's history up to and including the stop point)
+    and ``iteration`` are set whatever the status, so a strategy may use a pruned job's last
+    value the way Optuna does. An ``interrupted`` result says nothing about the configuration:
+    strategies must forget it (it is told again, under the re-run's id, on resume).
     """
 
     status: JobStatus
@@ -111,10 +129,20 @@ class TrialResult:
     iteration: int | None = None
     intermediate: tuple[tuple[int, float], ...] = ()
     budget: float | None = None
+    #: aborted because the study stopped, not because of this configuration
+    interrupted: bool = False
+    #: why the job failed or was stopped, for logs
+    reason: str | None = None
 
     @property
     def value(self) -> float | None:
+        """The primary objective's final value (``None`` unless ``completed``)."""
         return self.values[0] if self.values else None
+
+    @property
+    def last_intermediate(self) -> float | None:
+        """The primary objective's last value up to the stop point, whatever the status."""
+        return self.intermediate[-1][1] if self.intermediate else None
 
 
 @attrs.frozen
@@ -153,6 +181,7 @@ class SearchStrategy(abc.ABC):
     * ``supports_multi_objective``: whether it accepts several objectives.
     * ``requires``: names of :class:`StudySettings` fields that must be set (BOHB needs
       ``max_iteration_per_job``), checked before the study starts.
+    * ``learns_from_results``: False for strategies that ignore results (random, grid).
 
     Options are the keyword-only arguments of ``__init__`` after ``space, objectives, settings``.
     """
@@ -161,6 +190,9 @@ class SearchStrategy(abc.ABC):
     supported_parameters: ClassVar[tuple[type[Parameter], ...]] = ALL_PARAMETER_TYPES
     supports_multi_objective: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
+    #: whether results steer the search (model-based strategies); the conformance kit then
+    #: checks that ``tell`` and ``restore`` really change what is suggested next
+    learns_from_results: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, objectives: ObjectiveSet, settings: StudySettings) -> None:
         self.space = space

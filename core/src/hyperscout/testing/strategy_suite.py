@@ -219,3 +219,107 @@ class StrategyTestSuite:
         more = drive(second, 3)
         for s in more:
             assert 0.0 <= s.params["u"] <= 1.0
+
+    # -- the outcome rule (TrialResult's table) and real state ------------------------------------
+    def _int_space(self) -> SearchSpace:
+        # finite (so grid-like strategies take it) but far too large to repeat by chance
+        return SearchSpace((UniformIntegerParameterRange("a", 0, 1000), UniformIntegerParameterRange("b", 0, 1000)))
+
+    def test_accepts_every_outcome_of_the_rule(self) -> None:
+        """Each row of TrialResult's table is told the way the engine tells it: values only when completed."""
+        space = SearchSpace((UniformParameterRange("u", 0.0, 1.0), UniformIntegerParameterRange("pad", 0, 3)))
+        strategy = self.make(space, max_concurrency=6)
+        outcomes = [
+            TrialResult(JobStatus.COMPLETED, (0.3,), 3, ((1, 0.5), (2, 0.4), (3, 0.3))),
+            TrialResult(JobStatus.PRUNED, None, 1, ((1, 0.9),), reason="pruned at iteration 1"),
+            TrialResult(JobStatus.ABORTED, None, 2, ((1, 0.8), (2, 0.7)), reason="exceeded time_limit_per_job"),
+            TrialResult(JobStatus.ABORTED, None, 2, ((1, -1e9), (2, -1e9)), interrupted=True,
+                        reason="interrupted: study stopped"),
+            TrialResult(JobStatus.FAILED, None, None, (), reason="exit code 1"),
+        ]
+        asked = []
+        for i in range(len(outcomes)):
+            answer = strategy.ask(f"o{i}")
+            if not isinstance(answer, Suggestion):
+                break
+            asked.append(f"o{i}")
+        for tid, result in zip(asked, outcomes):
+            strategy.tell(tid, result)
+        for s in drive(strategy, 3):
+            assert 0.0 <= s.params["u"] <= 1.0
+
+    def test_resume_does_not_repeat_configurations(self) -> None:
+        """``restore`` must really rebuild state: a resumed study never re-suggests what the store holds."""
+        space = self._int_space()
+        first = drive(self.make(space, seed=3), self.n_trials)
+        records = [
+            TrialRecord(f"old{i}", s.params, TrialResult(JobStatus.COMPLETED, (synthetic_value(s.params),), 3), s.budget)
+            for i, s in enumerate(first)
+        ]
+        second = self.make(space, seed=3)
+        second.restore(records)
+        again = drive(second, self.n_trials)
+        done = {config_key(s.params) for s in first}
+        repeated = [s.params for s in again if config_key(s.params) in done]
+        assert not repeated, (
+            f"after restore() of {len(first)} trials the strategy suggested {repeated[0]} again: "
+            "restore() must record the trials it is given"
+        )
+
+    def test_results_steer_the_search(self) -> None:
+        """For a strategy that declares ``learns_from_results``, ``tell`` must change later suggestions."""
+        if not self.strategy_class.learns_from_results:
+            return
+        space = SearchSpace((UniformParameterRange("x", 0.0, 1.0), UniformParameterRange("y", 0.0, 1.0)))
+
+        def run(sign: float) -> list[dict[str, Any]]:
+            strategy = self.make(space, seed=11)
+            out = []
+            for i in range(3 * self.n_trials):
+                answer = strategy.ask(f"s{i}")
+                if answer is EXHAUSTED:
+                    break
+                if answer is WAIT:
+                    continue
+                assert isinstance(answer, Suggestion)
+                value = sign * (answer.params["x"] - 0.2) ** 2 + sign * (answer.params["y"] - 0.7) ** 2
+                steps = int(answer.budget) if answer.budget else 3
+                for it in range(1, steps + 1):
+                    strategy.report(f"s{i}", it, value)
+                strategy.tell(f"s{i}", TrialResult(JobStatus.COMPLETED, (value,), steps,
+                                                   tuple((it, value) for it in range(1, steps + 1)), answer.budget))
+                out.append(dict(answer.params))
+            return out
+
+        a, b = run(1.0), run(-1.0)
+        assert a != b, (
+            "the strategy suggested exactly the same configurations whether it was told good or bad "
+            "values: tell() must feed the model (or set learns_from_results = False)"
+        )
+
+    def test_interrupted_results_are_forgotten(self) -> None:
+        """An interrupted job says nothing about its configuration, whatever it reported before the stop."""
+        space = SearchSpace((UniformParameterRange("x", 0.0, 1.0), UniformParameterRange("y", 0.0, 1.0)))
+
+        def run(partial: float) -> list[dict[str, Any]]:
+            strategy = self.make(space, seed=5, max_concurrency=2)
+            out = []
+            for i in range(2 * self.n_trials):
+                answer = strategy.ask(f"s{i}")
+                if not isinstance(answer, Suggestion):
+                    break
+                out.append(dict(answer.params))
+                if i % 3 == 1:
+                    strategy.tell(f"s{i}", TrialResult(JobStatus.ABORTED, None, 2, ((1, partial), (2, partial)),
+                                                       answer.budget, interrupted=True, reason="interrupted"))
+                    continue
+                value = (answer.params["x"] - 0.3) ** 2
+                steps = int(answer.budget) if answer.budget else 3
+                strategy.tell(f"s{i}", TrialResult(JobStatus.COMPLETED, (value,), steps,
+                                                   tuple((it, value) for it in range(1, steps + 1)), answer.budget))
+            return out
+
+        assert run(-1e6) == run(1e6), (
+            "what an interrupted job reported changed later suggestions: an interrupted result "
+            "(TrialResult.interrupted) must be ignored, it is re-run and told again on resume"
+        )

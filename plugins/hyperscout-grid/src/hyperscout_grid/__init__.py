@@ -23,6 +23,7 @@ class GridSearch(SearchStrategy):
     """
 
     name = "grid"
+    learns_from_results = False
     supports_multi_objective = True
 
     def __init__(

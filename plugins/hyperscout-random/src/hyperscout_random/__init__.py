@@ -23,6 +23,7 @@ class RandomSearch(SearchStrategy):
 
     name = "random"
     supports_multi_objective = True
+    learns_from_results = False
 
     def __init__(
         self, space: SearchSpace, objectives: ObjectiveSet, settings: StudySettings, *, max_retries: int = 1000
