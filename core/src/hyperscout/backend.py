@@ -17,11 +17,23 @@ Events, in the order a backend emits them for one job::
 Three kinds of backend fit this contract: local processes (emit from reader threads), a remote
 queue such as ClearML (``JobQueued`` at enqueue, metrics fetched from the server every
 ``poll_interval`` seconds) and a cluster such as Dask (events sent back by the worker).
+
+Jobs that outlive the optimizer. The engine writes a job's row to the store before it calls
+:meth:`Backend.launch`. As soon as the backend knows its own name for the job (a ClearML task id,
+a Dask key, a pid marker), it calls :meth:`Backend.record_handle`, which makes the handle durable
+before returning; a backend that can, records it before the job can start (ClearML: after the
+clone, before the enqueue). On resume, :meth:`Backend.reattach` gets every job the store holds as
+pending or running, with its handle (possibly ``None`` if the optimizer died in between), and says
+whether it adopted it (its events follow as for a launched job; metrics already recorded may be
+sent again, the engine keeps one row per job, title, series and iteration) or whether it is gone
+(the engine then re-runs the configuration). Limits are measured on the optimizer's clock, never
+by comparing remote timestamps.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Union
@@ -42,6 +54,7 @@ __all__ = [
     "JobSpec",
     "JobStarted",
     "MetricReported",
+    "Reattached",
 ]
 
 
@@ -52,12 +65,30 @@ class JobSpec:
     job_id: str
     study: str
     params: Mapping[str, Any]
-    command: Command
+    #: the base task, as the backend understands it (:meth:`Backend.base_task`): a
+    #: :class:`~hyperscout.Command` for ``local``, a task reference for a remote backend
+    task: Any
     #: a directory reserved for this job's logs and files; the backend creates it if it writes there
     workdir: str
     metric_patterns: Sequence[MetricPattern] = ()
     #: the queue the user named (``execution_queue``); local backends ignore it
     queue: str | None = None
+
+    @property
+    def command(self) -> Command:
+        """The base task as a command (backends that run processes)."""
+        if not isinstance(self.task, Command):
+            raise TypeError(f"job {self.job_id}: the base task {self.task!r} is not a command")
+        return self.task
+
+
+class Reattached(str, enum.Enum):
+    """What :meth:`Backend.reattach` found of a job left by an earlier run of the optimizer."""
+
+    #: still queued or running, or already finished: the backend delivers its events from now on
+    ADOPTED = "adopted"
+    #: nothing to adopt (whatever was left of it was ended): the engine runs the configuration again
+    GONE = "gone"
 
 
 @attrs.frozen
@@ -108,11 +139,37 @@ class Backend(abc.ABC):
     def __init__(self) -> None:
         self.sink: EventSink | None = None
         self.poll_interval: float = 6.0
+        self._handle_sink: Callable[[str, str], None] | None = None
 
-    def open(self, sink: EventSink, *, poll_interval: float = 6.0) -> None:
-        """Called once before the first launch: where to send events, how often to poll."""
+    @classmethod
+    def base_task(cls, base_task_id: Any) -> Any:
+        """Turn what the user gave as the base task into what :class:`JobSpec.task` carries.
+
+        Raise :class:`~hyperscout.ConfigError` with a one-line fix when it is not something this
+        backend can run. The default coerces a script path or :class:`Command`.
+        """
+        return Command.coerce(base_task_id)
+
+    @classmethod
+    def claims(cls, base_task_id: Any) -> bool:
+        """Whether a ``base_task_id`` clearly belongs to this backend (a ClearML task id).
+
+        Lets ``HyperParameterOptimizer(base_task_id=<task id>)`` pick the backend by itself.
+        """
+        return False
+
+    def open(
+        self, sink: EventSink, *, poll_interval: float = 6.0, handle_sink: Callable[[str, str], None] | None = None
+    ) -> None:
+        """Called once before the first launch or reattach: where to send events, how often to poll."""
         self.sink = sink
         self.poll_interval = poll_interval
+        self._handle_sink = handle_sink
+
+    def record_handle(self, job_id: str, handle: str) -> None:
+        """Persist the backend's name for a job; durable in the store when this returns."""
+        if self._handle_sink is not None:
+            self._handle_sink(job_id, handle)
 
     def emit(self, event: BackendEvent) -> None:
         assert self.sink is not None, "Backend.open() must be called before launching jobs"
@@ -129,9 +186,16 @@ class Backend(abc.ABC):
         Aborting a job that already exited is a no-op.
         """
 
-    def reap_stale(self, job_id: str, pid: int | None) -> bool:
-        """On resume: end a job left running by an optimizer that crashed. True if one was ended."""
-        return False
+    def reattach(self, spec: JobSpec, handle: str | None) -> Reattached:
+        """On resume: a job the store holds as pending or running, left by an optimizer that died.
+
+        Return ``ADOPTED`` if the backend will deliver its events from now on (it still runs, is
+        queued, or has finished and its outcome can be fetched), ``GONE`` otherwise, after ending
+        whatever is left of it so that it never runs beside its re-run. ``handle`` is ``None``
+        when the optimizer died before the backend recorded one: a backend must still be able to
+        find what it started (by a marker such as the job id). The default adopts nothing.
+        """
+        return Reattached.GONE
 
     def close(self) -> None:
         """Called once after the last job ended (or was aborted)."""

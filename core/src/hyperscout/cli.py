@@ -18,6 +18,8 @@ from typing import Any
 from hyperscout.errors import ConfigError, HyperscoutError, PluginNotFoundError, UnsupportedError
 
 EXIT_USAGE = 2
+#: the study ended without a single ranked job (every job failed, or never reported the objective)
+EXIT_NO_RESULT = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,10 +82,26 @@ def _run_optimizer(kwargs: dict[str, Any], top_k: int, where: str | None = None)
     finally:
         signal.signal(signal.SIGINT, old)
         signal.signal(signal.SIGTERM, old_term)
+    engine = opt._engine
     top = opt.get_top_experiments(top_k)
     _print_top(top, opt.objectives)
+    if engine is not None:
+        store_dir = engine.store.directory
+        print(f"hyperscout: study {opt.study_name!r} is in {engine.store.path}; job logs in "
+              f"{store_dir / 'jobs' / opt.study_name}")
     if interrupted["n"]:
         print(f"hyperscout: stopped; run the same command again to resume study {opt.study_name!r}")
+        return 0
+    if engine is not None and engine.end_message:
+        print(f"hyperscout: error: {engine.end_message}", file=sys.stderr)
+        return EXIT_NO_RESULT
+    if not top and engine is not None:
+        wanted = ", ".join(o.key for o in opt.objectives)
+        seen = engine.reported_metrics()
+        got = f"jobs reported {', '.join(seen)}" if seen else "jobs reported no scalar at all"
+        print(f"hyperscout: error: no job finished with a value of {wanted}: {got}; check the objective's title and "
+              "series, or `hyperscout status` for each job's reason", file=sys.stderr)
+        return EXIT_NO_RESULT
     return 0
 
 
@@ -128,12 +146,8 @@ def cmd_param_search(args: argparse.Namespace) -> int:
     from hyperscout.params import DiscreteParameterRange, parameter_from_dict
     from hyperscout.plugins import strategies
 
-    if args.task_id:
-        raise ConfigError(
-            "--task-id needs a backend that knows tasks (hyperscout-clearml); for a local script use --script"
-        )
-    if not args.script:
-        raise ConfigError("--script is required: the Python file to optimize")
+    if not args.script and not args.task_id:
+        raise ConfigError("give --script (a Python file to run locally) or --task-id (a task of a remote backend)")
     fixed: list[str] = []
     for a in args.args or []:
         if "=" not in a:
@@ -155,7 +169,7 @@ def cmd_param_search(args: argparse.Namespace) -> int:
         optimizer = "OptimizerOptuna" if "optuna" in strategies() else "RandomSearch"
         print(f"hyperscout: --optimizer-class not given, using {optimizer}")
     kwargs: dict[str, Any] = {
-        "base_task_id": Command.for_script(args.script, fixed, params_as=args.params_as),
+        "base_task_id": args.task_id or Command.for_script(args.script, fixed, params_as=args.params_as),
         "hyper_parameters": params,
         "objective_metric_title": args.objective_metric_title,
         "objective_metric_series": args.objective_metric_series,
@@ -171,7 +185,7 @@ def cmd_param_search(args: argparse.Namespace) -> int:
     }
     for flag in ("optimization_time_limit", "compute_time_limit", "pool_period_min", "total_max_jobs",
                  "min_iteration_per_job", "max_iteration_per_job", "time_limit_per_job",
-                 "max_number_of_concurrent_tasks"):
+                 "max_number_of_concurrent_tasks", "time_limit_queued", "max_consecutive_failures"):
         value = getattr(args, flag)
         if value is not None:
             kwargs[flag] = value
@@ -183,13 +197,10 @@ def cmd_param_search(args: argparse.Namespace) -> int:
 
 # -- inspecting -------------------------------------------------------------------------------
 def _open_store(storage: str) -> Any:
-    from hyperscout.store import STORE_FILENAME, Store
+    """Readers open the store read-only: they never need a study's lease, and a read-only file works."""
+    from hyperscout.store import Store
 
-    p = Path(storage)
-    file = p if p.suffix in (".sqlite", ".db", ".sqlite3") else p / STORE_FILENAME
-    if not file.exists():
-        raise ConfigError(f"no store at {str(file)!r}; run a study first or pass --storage DIR")
-    return Store(p)
+    return Store(storage, readonly=True)
 
 
 def _load(storage: str, study: str) -> tuple[Any, list[Any], dict[str, Any]]:
@@ -211,64 +222,75 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no studies in {store.path}")
             return 0
-        print(_table(rows, ["name", "status", "end_reason", "jobs", "completed", "failed", "pruned", "aborted",
-                            "active"]))
+        for r in rows:
+            r["owner"] = r["owner"].describe() if r["owner"] is not None and r["state"] == "running" else None
+        print(_table(rows, ["name", "state", "end_reason", "jobs", "completed", "failed", "pruned", "aborted",
+                            "active", "owner"]))
         return 0
     _objectives, jobs, info = _load(args.storage, args.study)
-    print(f"study {info['name']!r}: {info['status']}" + (f" ({info['end_reason']})" if info["end_reason"] else ""))
+    state = store.state_of(info["status"], info["owner"], info["heartbeat"])
+    who = f" by {info['owner'].describe()}" if state == "running" and info["owner"] is not None else ""
+    print(f"study {info['name']!r}: {state}{who}" + (f" ({info['end_reason']})" if info["end_reason"] else ""))
     rows = []
     for j in jobs:
         row = {"#": j.number, "job": j.id, "status": j.status.value, "duration": j.duration,
-               "objective": j.objective_values, "reason": j.reason}
+               "objective": j.objective_values, "budget": j.budget, "reason": j.reason}
         rows.append(row)
-    print(_table(rows, ["#", "job", "status", "objective", "duration", "reason"]))
+    print(_table(rows, ["#", "job", "status", "objective", "budget", "duration", "reason"]))
     return 0
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from hyperscout.objective import rank
+    from hyperscout.results import ranked_jobs
 
     objectives, jobs, _ = _load(args.storage, args.study)
-    done = [j for j in jobs if j.objective_values is not None and j.superseded_by is None]
-    _print_top(rank(done, lambda j: j.objective_values, objectives)[: args.k], objectives)
+    _print_top(ranked_jobs(jobs, objectives, args.k), objectives)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hyperscout.objective import rank
+    from hyperscout.results import ranked_jobs
+    from hyperscout.store import json_safe
 
     objectives, jobs, info = _load(args.storage, args.study)
-    ranked = rank(jobs, lambda j: j.objective_values, objectives)
-    position = {j.id: i + 1 for i, j in enumerate(ranked) if j.objective_values is not None}
+    position = {j.id: i + 1 for i, j in enumerate(ranked_jobs(jobs, objectives))}
     if args.format == "json":
         payload = {
             "study": info["name"],
             "definition": info["definition"],
             "jobs": [
-                {**j.summary(), "rank": position.get(j.id), "started": j.started, "ended": j.ended,
-                 "stdout": j.stdout_path, "stderr": j.stderr_path, "retry_of": j.retry_of,
-                 "superseded_by": j.superseded_by,
-                 "metrics": [[m.title, m.series, m.iteration, m.value] for m in j.metrics]}
+                {**j.summary(), "rank": position.get(j.id), "budget": j.budget, "started": j.started,
+                 "ended": j.ended, "stdout": j.stdout_path, "stderr": j.stderr_path, "retry_of": j.retry_of,
+                 "superseded_by": j.superseded_by, "interrupted": j.interrupted, "handle": j.handle,
+                 "metrics": [[m.title, m.series, m.iteration, m.value, m.after_stop] for m in j.metrics]}
                 for j in jobs
             ],
         }
-        text = json.dumps(payload, indent=1, default=str)
+        text = json.dumps(json_safe(payload), indent=1, default=str, allow_nan=False)
     else:
         names = sorted({k for j in jobs for k in j.params})
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["job", "number", "rank", "status", *[o.key for o in objectives], "duration", "exit_code",
-                    "reason", *names])
+        w.writerow(["job", "number", "rank", "status", *[o.key for o in objectives], "budget", "duration",
+                    "exit_code", "reason", *names])
         for j in jobs:
             vals = j.objective_values or [None] * len(objectives)
-            w.writerow([j.id, j.number, position.get(j.id, ""), j.status.value, *vals, j.duration, j.exit_code,
-                        j.reason or "", *[j.params.get(n, "") for n in names]])
+            w.writerow([j.id, j.number, position.get(j.id, ""), j.status.value, *vals, j.budget, j.duration,
+                        j.exit_code, j.reason or "", *[j.params.get(n, "") for n in names]])
         text = buf.getvalue()
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {len(jobs)} jobs to {args.output}")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    store = _open_store(args.storage)
+    out = store.backup(args.output, args.study)
+    what = f"study {args.study!r}" if args.study else "every study"
+    print(f"wrote a backup of {what} to {out}; use it with --storage {out}")
     return 0
 
 
@@ -336,10 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--save-top-k-tasks-only", type=int, default=10, help="-1 keeps everything")
     ps.add_argument("--time-limit-per-job", type=float, help="minutes")
     ps.add_argument("--max-number-of-concurrent-tasks", type=int)
+    ps.add_argument("--time-limit-queued", type=float, help="minutes a job may wait in a queue before it is aborted")
+    ps.add_argument("--max-consecutive-failures", type=int,
+                    help="stop after this many jobs in a row fail the same way (default 5)")
     ps.add_argument("--local", action="store_true", help="run the jobs locally (the default backend)")
     ps.add_argument("--study-name")
     ps.add_argument("--storage", default=".hyperscout", help="directory of the store (default .hyperscout)")
-    ps.add_argument("--backend", default="local")
+    ps.add_argument("--backend", default=None, help="default: local for --script, the owner of --task-id")
     ps.add_argument("--seed", type=int)
     ps.add_argument("--params-as", default="argparse", choices=["argparse", "hydra", "env", "json"])
     ps.add_argument("--metric-pattern", nargs="*", help='{"regex": "...(?P<value>...)", "title": ..., "series": ...}')
@@ -369,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", default=None, help="PNG path (default STUDY.png)")
     pl.add_argument("--storage", default=".hyperscout")
     pl.set_defaults(func=cmd_plot)
+
+    bk = sub.add_parser("backup", help="copy the store (or one study) with SQLite's online backup, safe while it runs")
+    bk.add_argument("study", nargs="?", help="keep only this study (default: every study)")
+    bk.add_argument("-o", "--output", required=True, help="the new .sqlite file")
+    bk.add_argument("--storage", default=".hyperscout")
+    bk.set_defaults(func=cmd_backup)
 
     pg = sub.add_parser("plugins", help="installed strategies and backends")
     pg.add_argument("--json", action="store_true")

@@ -72,18 +72,24 @@ __all__ = ["StudyConfig", "load_study"]
 _SECTIONS = {"study", "task", "objective", "strategy", "backend", "limits", "parameters", "metrics"}
 _KEYS = {
     "study": {"name", "storage", "seed"},
-    "task": {"script", "argv", "args", "cwd", "env", "params_as", "env_prefix"},
+    "task": {"script", "argv", "args", "cwd", "env", "params_as", "env_prefix", "task_id"},
     "objective": {"title", "series", "sign"},
     "strategy": {"name", "options"},
     "backend": {"name", "options", "queue"},
     "limits": {
         "total_max_jobs", "max_number_of_concurrent_tasks", "time_limit_per_job", "optimization_time_limit",
         "compute_time_limit", "pool_period_min", "min_iteration_per_job", "max_iteration_per_job",
-        "save_top_k_tasks_only",
+        "save_top_k_tasks_only", "time_limit_queued", "max_consecutive_failures",
     },
 }
 _INT_LIMITS = {"total_max_jobs", "max_number_of_concurrent_tasks", "min_iteration_per_job", "max_iteration_per_job",
-               "save_top_k_tasks_only"}
+               "save_top_k_tasks_only", "max_consecutive_failures"}
+#: where each optimizer argument belongs in a study file, for "wrong table" errors
+_HOME = {**{k: "limits" for k in _KEYS["limits"]}, "storage": "study", "seed": "study", "study_name": "study",
+         "name": "study", "execution_queue": "backend", "queue": "backend", "backend": "backend",
+         "backend_options": "backend.options", "optimizer_class": "strategy", "base_task_id": "task",
+         "hyper_parameters": "parameters", "metric_patterns": "metrics", "objective_metric_title": "objective",
+         "objective_metric_series": "objective", "objective_metric_sign": "objective"}
 
 
 @attrs.frozen
@@ -94,12 +100,13 @@ class StudyConfig:
     name: str
     storage: Path
     seed: int | None
-    command: Command
+    command: Command | str
     parameters: tuple[Parameter, ...]
     objectives: tuple[Objective, ...]
     strategy: str
     strategy_options: Mapping[str, Any]
-    backend: str
+    #: None: chosen from the task (a script runs locally, a task id goes to the backend that claims it)
+    backend: str | None
     backend_options: Mapping[str, Any]
     queue: str | None
     limits: Mapping[str, Any]
@@ -125,7 +132,7 @@ class StudyConfig:
             o = self.objectives[0]
             kw.update(objective_metric_title=o.title, objective_metric_series=o.series, objective_metric_sign=o.sign)
         kw.update(self.limits)
-        kw.update(self.strategy_options)
+        kw["strategy_options"] = dict(self.strategy_options)
         return kw
 
 
@@ -144,7 +151,7 @@ def _table(path: Path, data: Mapping[str, Any], key: str, required: bool = False
     allowed = _KEYS.get(key)
     if allowed is not None:
         for k in value:
-            if k not in allowed:
+            if k not in allowed and not (key == "task" and k.endswith("_task_id")):
                 raise _fail(path, f"{key}.{k}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
     return dict(value)
 
@@ -191,10 +198,15 @@ def load_study(file: str | Path) -> StudyConfig:
     if not isinstance(env, Mapping):
         raise _fail(path, "task.env", "expected a table of NAME = \"value\"")
     options = {k: task[k] for k in ("params_as", "env_prefix") if k in task}
+    task_ids = [k for k in task if k == "task_id" or k.endswith("_task_id")]
     try:
-        if "script" in task and "argv" in task:
-            raise _fail(path, "task", "give either script or argv, not both")
-        if "script" in task:
+        given = [k for k in ("script", "argv", *task_ids) if k in task]
+        if len(given) > 1:
+            raise _fail(path, "task", f"give one of script, argv or a task id, not {' and '.join(given)}")
+        command: Command | str
+        if task_ids:
+            command = _str(path, f"task.{task_ids[0]}", task[task_ids[0]])
+        elif "script" in task:
             script = Path(_str(path, "task.script", task["script"]))
             script = script if script.is_absolute() else base / script
             if not script.is_file():
@@ -243,6 +255,10 @@ def load_study(file: str | Path) -> StudyConfig:
     for sect, table in (("strategy", strategy), ("backend", backend)):
         if "options" in table and not isinstance(table["options"], Mapping):
             raise _fail(path, f"{sect}.options", "must be a table")
+    for key in strategy.get("options", {}):
+        home = _HOME.get(key)
+        if home is not None:
+            raise _fail(path, f"strategy.options.{key}", f"is not a strategy option; it belongs in [{home}]")
 
     limits = _table(path, data, "limits")
     for k, v in limits.items():
@@ -286,7 +302,7 @@ def load_study(file: str | Path) -> StudyConfig:
         objectives=tuple(objectives),
         strategy=_str(path, "strategy.name", strategy.get("name", "random")),
         strategy_options=dict(strategy.get("options", {})),
-        backend=_str(path, "backend.name", backend.get("name", "local")),
+        backend=None if "name" not in backend else _str(path, "backend.name", backend["name"]),
         backend_options=dict(backend.get("options", {})),
         queue=backend.get("queue", "default"),
         limits=limits,

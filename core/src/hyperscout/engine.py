@@ -10,17 +10,29 @@ Limits and what they do (all enforced here, nowhere else):
 * ``max_concurrency``: jobs handed to the backend and not yet exited (queued ones included).
 * ``total_max_jobs``: jobs launched over the study's whole life, resumes included.
 * ``time_limit_per_job``: a job running longer is aborted (status ``aborted``).
+* ``time_limit_queued``: a job waiting in its backend's queue longer is aborted (``aborted``).
 * ``max_iteration_per_job`` / ``Suggestion.budget``: when the primary objective is reported at an
-  iteration >= the cap the job is stopped and recorded ``completed``.
+  iteration >= the cap the job is ``completed`` with its value at that point (never a later one);
+  it gets ``stop_grace`` seconds to exit by itself before it is signalled.
 * ``deadline`` (``optimization_time_limit``) and ``compute_time_limit`` (sum of running time of
   all jobs): the study stops; running jobs are aborted and marked *interrupted*, so a resume
   runs them again.
+* ``max_consecutive_failures``: that many jobs in a row failing for the same kind of reason
+  stop the study (a typo in the metric name should not burn the whole budget).
+
+What each outcome means (ranked or not, told to the strategy how) is one rule, written in
+:class:`hyperscout.TrialResult`. Every time is taken on the optimizer's clock.
+
+One optimizer process owns a study at a time: :meth:`Engine.prepare` takes the study's lease in
+the store (:mod:`hyperscout.lease`) and a heartbeat thread keeps it fresh until the study ends.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
+import re
 import threading
 import time
 import uuid
@@ -31,13 +43,23 @@ from typing import Any
 import attrs
 import pluggy
 
-from hyperscout.backend import Backend, BackendEvent, JobExited, JobQueued, JobSpec, JobStarted, MetricReported
+from hyperscout.backend import (
+    Backend,
+    BackendEvent,
+    JobExited,
+    JobQueued,
+    JobSpec,
+    JobStarted,
+    MetricReported,
+    Reattached,
+)
 from hyperscout.capture import MetricPattern
-from hyperscout.command import Command
-from hyperscout.errors import HyperscoutError, StudyConflictError
+from hyperscout.errors import HyperscoutError, StoreError, StudyConflictError
 from hyperscout.job import Job, JobStatus, MetricPoint
-from hyperscout.objective import ObjectiveSet, rank
+from hyperscout.lease import Owner
+from hyperscout.objective import ObjectiveSet
 from hyperscout.params import SearchSpace
+from hyperscout.results import ranked_jobs
 from hyperscout.store import Store
 from hyperscout.strategy import EXHAUSTED, WAIT, SearchStrategy, Suggestion, TrialRecord, TrialResult, Verdict
 
@@ -47,6 +69,9 @@ log = logging.getLogger("hyperscout")
 
 #: after asking jobs to stop, how long to wait for their exit before recording them anyway
 _STOP_GRACE = 30.0
+#: seconds between heartbeats of the study's owner, and the age after which another run may take over
+HEARTBEAT_INTERVAL = 5.0
+LEASE_STALE_AFTER = 60.0
 
 
 @attrs.frozen
@@ -62,6 +87,10 @@ class Limits:
     save_top_k: int | None = None
     poll_interval: float = 6.0
     report_period: float = 5.0
+    time_limit_queued: float | None = None
+    #: seconds a job that reached its budget gets to exit by itself before it is signalled
+    stop_grace: float = 2.0
+    max_consecutive_failures: int | None = 5
 
 
 class _Wake:
@@ -135,6 +164,36 @@ class StudyView:
         return self._e.end_reason
 
 
+def _failure_kind(reason: str | None) -> str:
+    """What makes two failures "the same kind": the reason with numbers and quoted values blurred."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason or "")
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the study's lease fresh from its own connection, so a long ``ask`` never lets it go stale."""
+
+    def __init__(self, path: Any, name: str, owner: Owner, on_lost: Callable[[], None]) -> None:
+        super().__init__(name=f"hyperscout-heartbeat-{name}", daemon=True)
+        self.path, self.study, self.owner, self.on_lost = path, name, owner, on_lost
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        store: Store | None = None
+        try:
+            store = Store(self.path)
+            while not self.done.wait(HEARTBEAT_INTERVAL):
+                if not store.heartbeat(self.study, self.owner):
+                    log.error("hyperscout: study %r was taken over by another run; stopping this one", self.study)
+                    self.on_lost()
+                    return
+        except StoreError as exc:
+            log.warning("hyperscout: heartbeat of study %r failed: %s", self.study, exc)
+        finally:
+            if store is not None:
+                store.close()
+
+
 class Engine:
     """Runs one study to its end. Build it, then call :meth:`run` (blocking) from one thread."""
 
@@ -146,7 +205,7 @@ class Engine:
         objectives: ObjectiveSet,
         strategy: SearchStrategy,
         backend: Backend,
-        command: Command,
+        task: Any,
         store: Store,
         limits: Limits,
         definition: Mapping[str, Any],
@@ -162,7 +221,7 @@ class Engine:
         self.objectives = objectives
         self.strategy = strategy
         self.backend = backend
-        self.command = command
+        self.task = task
         self.store = store
         self.limits = limits
         self.definition = dict(definition)
@@ -173,23 +232,34 @@ class Engine:
         self.callback = job_complete_callback
         self.deadline = deadline
         self.view = StudyView(self)
+        self.now: Callable[[], float] = time.time
 
         self.events: queue.Queue[BackendEvent | _Wake] = queue.Queue()
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._active: dict[str, Job] = {}
+        #: job id -> (status, reason, interrupted, grace): what to record when the job exits
         self._stop_intent: dict[str, tuple[JobStatus, str, bool]] = {}
         self._stop_sent_at: dict[str, float] = {}
+        #: job id -> when to signal a job that reached its budget and has not exited by itself
+        self._abort_due: dict[str, float] = {}
+        self._points: dict[str, dict[tuple[str, str, int], int]] = {}
         self._rerun: list[Job] = []
+        self._adopt: list[Job] = []
         self._next_number = 0
         self.launched = 0
         self._asking_done = False
         self._stop_reason: str | None = None
         self.end_reason: str | None = None
+        self.end_message: str | None = None
         self.started_at: float | None = None
         self.best_id: str | None = None
         self._last_tick = 0.0
+        self._failures: tuple[str, int] = ("", 0)
         self.resumed = False
+        self.owner = Owner.current()
+        self._heartbeat: _Heartbeat | None = None
+        self._prepared = False
 
     # -- public, thread-safe ------------------------------------------------------------------
     def request_stop(self, reason: str = "stopped") -> None:
@@ -210,65 +280,91 @@ class Engine:
         with self._lock:
             return list(self._active.values())
 
-    def top(self, k: int | None = None, *, include_failed: bool = False) -> list[Job]:
-        """Finished jobs best first (Pareto fronts for several objectives)."""
-        jobs = [j for j in self.snapshot() if j.status.finished and j.superseded_by is None]
-        jobs.sort(key=lambda j: (j.ended or 0.0, j.number))  # on a tie, the job that got there first ranks first
-        if not include_failed:
-            jobs = [j for j in jobs if j.objective_values is not None]
-        ranked = rank(jobs, lambda j: j.objective_values, self.objectives)
-        return ranked if k is None else ranked[:k]
+    def top(self, k: int | None = None) -> list[Job]:
+        """Ranked jobs best first (Pareto fronts for several objectives): :func:`ranked_jobs`."""
+        return ranked_jobs(self.snapshot(), self.objectives, k)
 
     # -- setup / resume -----------------------------------------------------------------------
     def _hook(self, name: str, **kwargs: Any) -> None:
         if self.pm is None:
             return
         try:
+            from hyperscout.plugins import notify
+        except ImportError:  # INTEGRATION-SHIM: removed when plugins.notify lands
             getattr(self.pm.hook, name)(study=self.view, **kwargs)
-        except Exception as exc:  # a broken observer must not stop the study
-            log.warning("hyperscout: hook %s failed: %s: %s", name, type(exc).__name__, exc)
-
-    def _open_study(self) -> None:
-        existing = self.store.get_study(self.name)
-        if existing is None:
-            self.store.create_study(self.name, self.definition, self.fingerprint)
             return
-        if existing["fingerprint"] != self.fingerprint:
+        notify(self.pm, name, study=self.view, **kwargs)
+
+    def _check_definition(self, row: dict[str, Any] | None) -> None:
+        if row is not None and row["fingerprint"] != self.fingerprint:
             raise StudyConflictError(
                 f"study {self.name!r} in {self.store.path} was created with a different search space, objective "
                 "or strategy; give this study another name (or point storage elsewhere)"
             )
+
+    def _open_study(self) -> None:
+        existing = self.store.claim_study(
+            self.name, self.owner, stale_after=LEASE_STALE_AFTER, check=self._check_definition,
+            create=(self.definition, self.fingerprint),
+        )
+        if existing is None:
+            return
         self.resumed = True
         self.store.update_definition(self.name, self.definition)
-        self.store.set_study_status(self.name, "running")
         jobs = self.store.load_jobs(self.name)
         for job in jobs:
             self.jobs[job.id] = job
             self._next_number = max(self._next_number, job.number + 1)
-        records: list[TrialRecord] = []
+            self._points[job.id] = {(m.title, m.series, m.iteration): i for i, m in enumerate(job.metrics)}
         for job in jobs:
             if job.superseded_by is not None:
                 continue
-            crashed = not job.status.finished
-            if crashed or job.interrupted:
-                if crashed:
-                    if self.backend.reap_stale(job.id, job.pid):
-                        log.info("hyperscout: ended job %s left running by a previous run", job.id)
-                    job.status = JobStatus.ABORTED
-                    job.interrupted = True
-                    job.ended = job.ended or time.time()
-                    job.reason = "interrupted: the optimizer stopped before the job ended"
-                rerun = self._new_job(job.params, job.budget, retry_of=job.id)
-                job.superseded_by = rerun.id
-                job.reason = f"{job.reason}; re-run as job {rerun.id}"
-                self.store.save_job(job)
-                self.store.save_job(rerun)
-                self._rerun.append(rerun)
-                records.append(TrialRecord(rerun.id, rerun.params, None, rerun.budget))
+            if not job.status.finished:
+                self._adopt.append(job)  # the backend decides in run(): adopted or gone
+            elif job.interrupted:
+                self._supersede(job)
+        self.launched = sum(1 for j in self.jobs.values() if j.superseded_by is None)
+
+    def _supersede(self, job: Job) -> Job:
+        """Queue a re-run of ``job``'s configuration under a new id; ``job`` stays in the store, unranked."""
+        rerun = self._new_job(job.params, job.budget, retry_of=job.id)
+        job.superseded_by = rerun.id
+        job.reason = f"{job.reason}; re-run as job {rerun.id}"
+        self.store.save_job(job)
+        self.store.save_job(rerun)
+        self._rerun.append(rerun)
+        return rerun
+
+    def _reattach(self) -> None:
+        """Give every job a dead optimizer left pending or running back to the backend, or re-run it."""
+        adopted = 0
+        for job in self._adopt:
+            try:
+                outcome = self.backend.reattach(self._spec(job), job.handle)
+            except Exception as exc:
+                log.warning("hyperscout: re-attaching job %s failed (%s); it runs again", job.id, exc)
+                outcome = Reattached.GONE
+            if outcome is Reattached.ADOPTED:
+                adopted += 1
+                with self._lock:
+                    self._active[job.id] = job
+                continue
+            job.status = JobStatus.ABORTED
+            job.interrupted = True
+            job.ended = job.ended or self.now()
+            job.reason = "interrupted: the optimizer stopped before the job ended"
+            self._supersede(job)
+        self._adopt = []
+        records: list[TrialRecord] = []
+        for job in sorted(self.jobs.values(), key=lambda j: j.number):
+            if job.superseded_by is not None:
+                continue
+            if job.id in self._active or not job.status.finished:
+                records.append(TrialRecord(job.id, job.params, None, job.budget))
             else:
                 records.append(TrialRecord(job.id, job.params, self._result(job), job.budget))
-        self.launched = sum(1 for j in self.jobs.values() if j.superseded_by is None)
-        self.store.add_event(self.name, "resumed", data={"jobs": len(jobs), "rerun": len(self._rerun)})
+        self.store.add_event(self.name, "resumed", data={"jobs": len(self.jobs), "rerun": len(self._rerun),
+                                                          "adopted": adopted})
         self.strategy.restore(records)
         top = self.top(1)
         self.best_id = top[0].id if top else None
@@ -285,62 +381,79 @@ class Engine:
             retry_of=retry_of,
         )
         self._next_number += 1
+        self._points[job.id] = {}
         with self._lock:
             self.jobs[job.id] = job
         return job
 
     # -- the loop -----------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Open (or resume) the study in the store; raises on a conflicting definition."""
+        """Take the study's lease and open (or resume) it; raises on a conflict or a live owner."""
         self._open_study()
         self._prepared = True
+        self._heartbeat = _Heartbeat(self.store.path, self.name, self.owner, lambda: self.request_stop("taken_over"))
+        self._heartbeat.start()
 
     def run(self) -> str:
         """Run to the end; returns the end reason. Safe to call once."""
-        if not getattr(self, "_prepared", False):
+        if not self._prepared:
             self.prepare()
-        self.started_at = time.time()
-        self.backend.open(self.events.put, poll_interval=self.limits.poll_interval)
-        self.store.add_event(self.name, "study_started", data={"resumed": self.resumed})
-        self._hook("hyperscout_study_started", resumed=self.resumed)
+        self.started_at = self.now()
+        failed: BaseException | None = None
         try:
+            self.backend.open(self.events.put, poll_interval=self.limits.poll_interval, handle_sink=self._record_handle)
+            if self.resumed:
+                self._reattach()
+            self.store.add_event(self.name, "study_started", data={"resumed": self.resumed})
+            self._hook("hyperscout_study_started", resumed=self.resumed)
             while True:
-                now = time.time()
                 with self.store.batch():
-                    self._enforce(now)
-                    if self._stop_reason is None:
-                        self._fill()
+                    self._enforce(self.now())
+                if self._stop_reason is None:
+                    self._fill()
                 if not self._active and (self._stop_reason is not None or self._asking_done):
                     break
                 try:
-                    item = self.events.get(timeout=self._timeout(now))
+                    item = self.events.get(timeout=self._timeout(self.now()))
                 except queue.Empty:
                     continue
                 # One transaction per batch of events: a finished job is on disk within
                 # milliseconds, and the store costs one commit per batch, not per write.
                 with self.store.batch():
                     self._dispatch(item)
-                    while True:  # drain what else arrived, then re-plan once
-                        try:
-                            self._dispatch(self.events.get_nowait())
-                        except queue.Empty:
-                            break
-        except BaseException:
-            # A crash of the loop itself: record what we know, end jobs, re-raise.
+                    self._drain()
+        except BaseException as exc:
+            # A crash of the loop itself (or a full disk): end jobs, then re-raise.
+            failed = exc
             self._stop_reason = self._stop_reason or "error"
             for job in list(self._active.values()):
                 self._safe_abort(job.id)
             raise
         finally:
             self.end_reason = self._stop_reason or self._end_reason_natural()
-            try:
-                self.backend.close()
-            finally:
-                self.strategy.close()
-                self.store.set_study_status(self.name, "ended", self.end_reason)
-                self.store.add_event(self.name, "study_ended", data={"reason": self.end_reason})
-                self._hook("hyperscout_study_ended", reason=self.end_reason)
+            self._close(failed)
         return self.end_reason
+
+    def _close(self, failed: BaseException | None) -> None:
+        """Close the backend and record the end; a second failure here never hides the first."""
+        try:
+            self.backend.close()
+        except Exception as exc:
+            log.warning("hyperscout: closing backend %s failed: %s", self.view.backend_name, exc)
+        try:
+            self.strategy.close()
+        except Exception as exc:
+            log.warning("hyperscout: closing strategy %s failed: %s", self.view.strategy_name, exc)
+        if self._heartbeat is not None:
+            self._heartbeat.done.set()
+        try:
+            self.store.add_event(self.name, "study_ended", data={"reason": self.end_reason})
+            self.store.release_study(self.name, self.owner, "ended", self.end_reason)
+        except StoreError as exc:
+            if failed is None:
+                raise
+            log.warning("hyperscout: recording the end of study %r failed: %s", self.name, exc)
+        self._hook("hyperscout_study_ended", reason=self.end_reason)
 
     def _end_reason_natural(self) -> str:
         lim = self.limits.total_max_jobs
@@ -354,14 +467,31 @@ class Engine:
             for j in self._active.values():
                 if j.started is not None:
                     wake.append(j.started + self.limits.time_limit_per_job)
+        if self.limits.time_limit_queued is not None:
+            for j in self._active.values():
+                if j.started is None and j.queued is not None:
+                    wake.append(j.queued + self.limits.time_limit_queued)
         if self.limits.compute_time_limit is not None and self._active:
             wake.append(now + 0.25)
         for t in self._stop_sent_at.values():
             wake.append(t + _STOP_GRACE)
+        wake.extend(self._abort_due.values())
         return max(0.0, min(wake) - now)
 
+    def _drain(self) -> None:
+        """Handle every event already queued (stops are decided before the next ask, never after it)."""
+        while True:
+            try:
+                self._dispatch(self.events.get_nowait())
+            except queue.Empty:
+                return
+
     def _fill(self) -> None:
-        while not self._asking_done and len(self._active) < self.limits.max_concurrency:
+        while not self._asking_done and self._stop_reason is None and len(self._active) < self.limits.max_concurrency:
+            with self.store.batch():
+                self._drain()
+            if self._stop_reason is not None or len(self._active) >= self.limits.max_concurrency:
+                return
             if self._rerun:
                 self._launch(self._rerun.pop(0))
                 continue
@@ -393,27 +523,39 @@ class Engine:
             self.launched += 1
             self._launch(job)
 
-    def _launch(self, job: Job) -> None:
-        workdir = self.store.directory / "jobs" / self.name / job.id
-        job.status = JobStatus.PENDING
-        with self._lock:
-            self._active[job.id] = job
-        self.store.save_job(job)
-        self._hook("hyperscout_job_launched", job=job)
-        spec = JobSpec(
+    def _spec(self, job: Job) -> JobSpec:
+        return JobSpec(
             job_id=job.id,
             study=self.name,
             params=job.params,
-            command=self.command,
-            workdir=str(workdir),
+            task=self.task,
+            workdir=str(job_dir(self.store, self.name, job.id)),
             metric_patterns=self.metric_patterns,
             queue=self.queue_name,
         )
+
+    def _launch(self, job: Job) -> None:
+        job.status = JobStatus.PENDING
+        job.queued = self.now()
+        with self._lock:
+            self._active[job.id] = job
+        # Durable before the process exists: a crash from here on leaves a row a resume can find.
+        self.store.save_job(job)
+        self.store.commit_now()
         try:
-            self.backend.launch(spec)
+            self.backend.launch(self._spec(job))
         except Exception as exc:
             # A launch failure is a failed job with its reason, never a silent retry loop.
-            self._finish(job, JobExited(job.id, time.time(), None, f"launch failed: {type(exc).__name__}: {exc}"))
+            with self.store.batch():
+                self._finish(job, JobExited(job.id, self.now(), None, f"launch failed: {type(exc).__name__}: {exc}"))
+            return
+        self._hook("hyperscout_job_launched", job=job)
+
+    def _record_handle(self, job_id: str, handle: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.handle = handle
+        self.store.set_handle(job_id, handle)
 
     # -- events ---------------------------------------------------------------------------------
     def _dispatch(self, item: BackendEvent | _Wake) -> None:
@@ -423,8 +565,10 @@ class Engine:
         if job is None:
             return  # late event for a job already recorded
         if isinstance(item, JobStarted):
+            if job.status is JobStatus.RUNNING and job.started is not None:
+                return  # an adopted job announced again
             job.status = JobStatus.RUNNING
-            job.started = item.time
+            job.started = self.now()
             job.pid = item.pid
             job.stdout_path = item.stdout_path or job.stdout_path
             job.stderr_path = item.stderr_path or job.stderr_path
@@ -438,27 +582,60 @@ class Engine:
             self._finish(job, item)
 
     def _metric(self, job: Job, point: MetricPoint) -> None:
-        job.metrics.append(point)
+        key = (point.title, point.series, point.iteration)
+        seen = self._points.setdefault(job.id, {})
+        stopping = job.id in self._stop_intent
+        if stopping:
+            point = attrs.evolve(point, after_stop=True)
+        at = seen.get(key)
+        if at is not None:
+            old = job.metrics[at]
+            if old.value == point.value or (math.isnan(old.value) and math.isnan(point.value)) or \
+                    (point.after_stop and not old.after_stop):
+                return  # the same point again (a polling backend), or a late copy of a counted one
+            job.metrics[at] = point
+        else:
+            seen[key] = len(job.metrics)
+            job.metrics.append(point)
         self.store.add_metric(job.id, point)
         self._hook("hyperscout_metric_reported", job=job, point=point)
-        primary = self.objectives.primary
-        if point.title != primary.title or point.series != primary.series or job.id in self._stop_intent:
+        if stopping:
+            return
+        objective = next((o for o in self.objectives if (o.title, o.series) == (point.title, point.series)), None)
+        if objective is None:
+            return
+        if not math.isfinite(point.value):
+            what = "NaN" if math.isnan(point.value) else f"{point.value:+}"
+            self._stop(job, JobStatus.FAILED, f"objective {objective.key} was {what} at iteration {point.iteration}")
+            return
+        if objective is not self.objectives.primary:
             return
         verdict = self.strategy.report(job.id, point.iteration, point.value)
         cap = job.budget if job.budget is not None else self.limits.max_iteration_per_job
         if verdict is Verdict.PRUNE:
             self._stop(job, JobStatus.PRUNED, f"pruned by {self.view.strategy_name} at iteration {point.iteration}")
         elif verdict is Verdict.STOP:
-            self._stop(job, JobStatus.COMPLETED, f"stopped by {self.view.strategy_name} at iteration {point.iteration}")
+            self._stop(job, JobStatus.COMPLETED, f"stopped by {self.view.strategy_name} at iteration "
+                       f"{point.iteration}", grace=True)
         elif cap is not None and point.iteration >= cap:
-            self._stop(job, JobStatus.COMPLETED, f"reached its budget of {cap:g} iterations")
+            self._stop(job, JobStatus.COMPLETED, f"reached its budget of {cap:g} iterations", grace=True)
 
-    def _stop(self, job: Job, status: JobStatus, reason: str, interrupted: bool = False) -> None:
+    def _stop(self, job: Job, status: JobStatus, reason: str, interrupted: bool = False, grace: bool = False) -> None:
+        """Decide how ``job`` ends; later reports are kept but marked after the stop point."""
         if job.id in self._stop_intent:
+            if interrupted and job.id in self._abort_due:
+                self._abort_now(job.id)  # the study stops: no more grace
             return
         self._stop_intent[job.id] = (status, reason, interrupted)
-        self._stop_sent_at[job.id] = time.time()
-        self._safe_abort(job.id)
+        if grace and self.limits.stop_grace > 0:
+            self._abort_due[job.id] = self.now() + self.limits.stop_grace
+        else:
+            self._abort_now(job.id)
+
+    def _abort_now(self, job_id: str) -> None:
+        self._abort_due.pop(job_id, None)
+        self._stop_sent_at[job_id] = self.now()
+        self._safe_abort(job_id)
 
     def _safe_abort(self, job_id: str) -> None:
         try:
@@ -477,10 +654,21 @@ class Engine:
         if self._stop_reason is not None:
             for job in list(self._active.values()):
                 self._stop(job, JobStatus.ABORTED, f"interrupted: study stopped ({self._stop_reason})", True)
-        if lim.time_limit_per_job is not None:
-            for job in list(self._active.values()):
-                if job.started is not None and now - job.started >= lim.time_limit_per_job:
-                    self._stop(job, JobStatus.ABORTED, f"exceeded time_limit_per_job ({lim.time_limit_per_job:g} s)")
+        for job in list(self._active.values()):
+            if lim.time_limit_per_job is not None and job.started is not None \
+                    and now - job.started >= lim.time_limit_per_job:
+                self._stop(job, JobStatus.ABORTED, f"exceeded time_limit_per_job ({lim.time_limit_per_job:g} s)")
+            elif lim.time_limit_queued is not None and job.started is None and job.queued is not None \
+                    and now - job.queued >= lim.time_limit_queued:
+                where = f"queue {self.queue_name!r}" if self.queue_name else "the backend's queue"
+                self._stop(job, JobStatus.ABORTED, f"waited in {where} longer than time_limit_queued "
+                           f"({lim.time_limit_queued:g} s); is a worker serving it?")
+        for job_id, due in list(self._abort_due.items()):
+            if now >= due:
+                status, reason, interrupted = self._stop_intent[job_id]
+                self._stop_intent[job_id] = (status, f"{reason}; signalled after a {lim.stop_grace:g} s grace",
+                                             interrupted)
+                self._abort_now(job_id)
         for job_id, sent in list(self._stop_sent_at.items()):
             if now - sent >= _STOP_GRACE and job_id in self._active:
                 self._finish(self._active[job_id], JobExited(job_id, now, None, "did not exit after abort"))
@@ -500,42 +688,48 @@ class Engine:
 
     def _result(self, job: Job) -> TrialResult:
         p = self.objectives.primary
+        history = job.history(p.title, p.series)
         return TrialResult(
             status=job.status,
-            values=tuple(job.objective_values) if job.objective_values is not None else None,
-            iteration=job.objective_iterations[0] if job.objective_iterations else job.last_iteration(p.title, p.series),
-            intermediate=tuple(job.history(p.title, p.series)),
+            values=tuple(job.objective_values) if job.ranked and job.objective_values is not None else None,
+            iteration=job.objective_iterations[0] if job.objective_iterations else (history[-1][0] if history else None),
+            intermediate=tuple(history),
             budget=job.budget,
+            interrupted=job.interrupted,
+            reason=job.reason,
         )
 
     def _finish(self, job: Job, ev: JobExited) -> None:
         with self._lock:
             self._active.pop(job.id, None)
         self._stop_sent_at.pop(job.id, None)
+        self._abort_due.pop(job.id, None)
         intent = self._stop_intent.pop(job.id, None)
-        job.ended = ev.time
+        job.ended = self.now()
         job.exit_code = ev.exit_code
         values, iterations = self._objective_values(job)
-        job.objective_values, job.objective_iterations = values, iterations
         missing = [o.key for o in self.objectives if not job.history(o.title, o.series)]
         if intent is not None:
             job.status, job.reason, job.interrupted = intent
-            if job.status is JobStatus.COMPLETED and values is None:
-                job.status = JobStatus.FAILED
-                job.reason = f"{job.reason}, but never reported objective {missing[0]!r}"
+            if job.status is JobStatus.COMPLETED:
+                if values is None:
+                    job.status = JobStatus.FAILED
+                    job.reason = f"{job.reason}, but never reported objective {missing[0]!r}"
+                elif "signalled after" not in job.reason:
+                    job.reason = f"{job.reason}; exited by itself" + (f" (exit code {ev.exit_code})"
+                                                                      if ev.exit_code not in (0, None) else "")
         elif ev.exit_code == 0 and values is not None:
             job.status, job.reason = JobStatus.COMPLETED, None
         elif ev.exit_code == 0:
             job.status = JobStatus.FAILED
-            job.reason = (
-                f"exited 0 but never reported objective {missing[0]!r}; call hyperscout.report_scalar"
-                f"({self.objectives[0].title!r}, {self.objectives[0].series!r}, value, iteration) or add a metric pattern"
-            )
+            job.reason = self._missing_reason(job, missing[0])
         else:
             job.status = JobStatus.FAILED
             job.reason = ev.reason or f"exit code {ev.exit_code}"
-        if job.status is JobStatus.FAILED:
-            # A failed job is never ranked, whatever it reported before failing (its history is kept).
+        # One rule (TrialResult): only a completed job has objective values and is ranked.
+        if job.status is JobStatus.COMPLETED:
+            job.objective_values, job.objective_iterations = values, iterations
+        else:
             job.objective_values = job.objective_iterations = None
         self.store.save_job(job)
         self.store.add_event(self.name, "job_finished", job.id, {"status": job.status.value, "reason": job.reason})
@@ -544,21 +738,42 @@ class Engine:
         except Exception as exc:
             log.warning("hyperscout: strategy %s failed on tell(%s): %s", self.view.strategy_name, job.id, exc)
         self._hook("hyperscout_job_finished", job=job)
-        if job.objective_values is not None:
+        if job.ranked:
+            self._failures = ("", 0)
             self._after_result(job)
+        elif job.status is JobStatus.FAILED:
+            self._count_failure(job)
+
+    def _missing_reason(self, job: Job, key: str) -> str:
+        reported = sorted({m.key for m in job.metrics})
+        seen = f"; it reported {', '.join(reported)}" if reported else "; it reported no scalar at all"
+        o = self.objectives[0]
+        return (f"exited 0 but never reported objective {key!r}{seen}; call hyperscout.report_scalar"
+                f"({o.title!r}, {o.series!r}, value, iteration) or add a metric pattern")
+
+    def _count_failure(self, job: Job) -> None:
+        kind = _failure_kind(job.reason)
+        last, n = self._failures
+        self._failures = (kind, n + 1 if kind == last else 1)
+        lim = self.limits.max_consecutive_failures
+        if lim is not None and self._failures[1] >= lim and self._stop_reason is None:
+            self.end_message = (f"{lim} jobs in a row failed the same way (last: job {job.id}: {job.reason}); "
+                                "fix the cause and run again to resume, or raise max_consecutive_failures")
+            self.store.add_event(self.name, "too_many_failures", job.id, {"reason": job.reason, "count": lim})
+            self.request_stop("max_consecutive_failures")
 
     def _beats_best(self, job: Job) -> bool:
-        """Strictly better than the best so far (several objectives: dominates it)."""
+        """Better than the best so far, by the same order as :func:`ranked_jobs`."""
         best = self.jobs.get(self.best_id) if self.best_id else None
-        if best is None or best.objective_values is None or best.superseded_by is not None:
+        if best is None or not best.ranked:
             return True
-        mine = self.objectives.normalized(job.objective_values or [])
-        theirs = self.objectives.normalized(best.objective_values)
-        return all(a >= b for a, b in zip(mine, theirs)) and any(a > b for a, b in zip(mine, theirs))
+        if self.objectives.is_multi:
+            return ranked_jobs([best, job], self.objectives)[0] is job
+        o = self.objectives.primary
+        return o.better(job.objective_values[0], best.objective_values[0])  # type: ignore[index]
 
     def _after_result(self, job: Job) -> None:
-        new_best = self._beats_best(job)
-        if new_best:
+        if self._beats_best(job):
             self.best_id = job.id
             self.store.add_event(self.name, "new_best", job.id, {"values": job.objective_values})
             self._hook("hyperscout_new_best", job=job)
@@ -586,6 +801,10 @@ class Engine:
                 )
             except Exception as exc:
                 log.warning("hyperscout: job_complete_callback raised %s: %s", type(exc).__name__, exc)
+
+    def reported_metrics(self) -> list[str]:
+        """Every ``title/series`` any job of this study reported (for "the objective never arrived")."""
+        return sorted({m.key for j in self.snapshot() for m in j.metrics})
 
 
 def job_dir(store: Store, study: str, job_id: str) -> Path:

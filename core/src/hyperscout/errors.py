@@ -40,3 +40,7 @@ class StudyConflictError(HyperscoutError):
 
 class StoreError(HyperscoutError):
     """The store file cannot be opened or has an unknown schema version."""
+
+
+class StudyLockedError(HyperscoutError):
+    """Another live optimizer process owns the study (its lease in the store is fresh)."""

@@ -39,6 +39,8 @@ class MetricPoint:
     iteration: int
     value: float
     time: float = attrs.field(factory=time.time)
+    #: reported after the engine decided to stop the job: kept in the history, never its result
+    after_stop: bool = False
 
     @property
     def key(self) -> str:
@@ -76,6 +78,10 @@ class Job:
     #: objective values and their iterations, set when the job finishes (None entries: never reported)
     objective_values: list[float] | None = None
     objective_iterations: list[int] | None = None
+    #: the backend's name for the job (a pid marker, a ClearML task id, a Dask key), stored before it starts
+    handle: str | None = None
+    #: when the job was handed to its backend (the optimizer's clock), for the queued-time limit
+    queued: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -84,9 +90,16 @@ class Job:
             return None
         return (self.ended or time.time()) - self.started
 
-    def history(self, title: str, series: str) -> list[tuple[int, float]]:
-        """``[(iteration, value), ...]`` of one scalar, in report order."""
-        return [(m.iteration, m.value) for m in self.metrics if m.title == title and m.series == series]
+    def history(self, title: str, series: str, *, after_stop: bool = False) -> list[tuple[int, float]]:
+        """``[(iteration, value), ...]`` of one scalar, in report order, up to the job's stop point
+        (``after_stop=True`` includes what arrived after it)."""
+        return [(m.iteration, m.value) for m in self.metrics
+                if m.title == title and m.series == series and (after_stop or not m.after_stop)]
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the job takes part in rankings: completed with every objective, not re-run."""
+        return self.status is JobStatus.COMPLETED and self.objective_values is not None and self.superseded_by is None
 
     def last_iteration(self, title: str, series: str) -> int | None:
         h = self.history(title, series)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
+import os
 import threading
 import time
 import uuid
@@ -30,11 +32,12 @@ from hyperscout.backend import Backend
 from hyperscout.capture import MetricPattern
 from hyperscout.command import Command
 from hyperscout.engine import Engine, Limits, StudyView
-from hyperscout.errors import ConfigError
+from hyperscout.errors import ConfigError, PluginNotFoundError
 from hyperscout.job import Job
 from hyperscout.objective import ObjectiveSet
 from hyperscout.params import Parameter, SearchSpace
 from hyperscout.plugins import backends, get_plugin_manager, strategies
+from hyperscout.results import ranked_jobs
 from hyperscout.store import Store
 from hyperscout.strategy import SearchStrategy, StudySettings
 
@@ -45,13 +48,25 @@ log = logging.getLogger("hyperscout")
 _UNSET = object()
 
 
-def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
-    if value is None:
+#: the optimizer's own arguments: a strategy option of one of these names is a mistake
+OPTIMIZER_ARGUMENTS = frozenset({
+    "base_task_id", "hyper_parameters", "objective_metric_title", "objective_metric_series", "objective_metric_sign",
+    "optimizer_class", "max_number_of_concurrent_tasks", "execution_queue", "optimization_time_limit",
+    "compute_time_limit", "save_top_k_tasks_only", "pool_period_min", "time_limit_per_job", "time_limit_queued",
+    "total_max_jobs", "min_iteration_per_job", "max_iteration_per_job", "max_consecutive_failures", "study_name",
+    "storage", "backend", "backend_options", "strategy_options", "seed", "metric_patterns", "show_progress",
+    "plugin_manager", "auto_connect_task", "always_create_task", "spawn_project",
+})
+
+
+def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False, allow_none: bool = True) -> Any:
+    if value is None and allow_none:
         return None
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or value < 0 or (value == 0 and not allow_zero):
-        kind = "integer" if integer else "number"
-        raise ConfigError(f"{name}={value!r} must be a positive {kind} (or None for no limit)")
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = ("a non-negative" if allow_zero else "a positive") + (" integer" if integer else " number")
+        tail = " (or None for no limit)" if allow_none else ""
+        raise ConfigError(f"{name}={value!r} must be {kind}{tail}")
     return value
 
 
@@ -81,10 +96,13 @@ class HyperParameterOptimizer:
         total_max_jobs: int | None = None,
         min_iteration_per_job: int | None = None,
         max_iteration_per_job: int | None = None,
+        time_limit_queued: float | None = None,
+        max_consecutive_failures: int | None = 5,
         study_name: str | None = None,
         storage: str | Path = ".hyperscout",
-        backend: str | type[Backend] = "local",
+        backend: str | type[Backend] | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        strategy_options: Mapping[str, Any] | None = None,
         seed: int | None = None,
         metric_patterns: Sequence[MetricPattern | Mapping[str, Any]] = (),
         show_progress: bool = True,
@@ -99,25 +117,37 @@ class HyperParameterOptimizer:
             if value is not None:  # ClearML server settings: said out loud, not silently dropped
                 log.warning("hyperscout: %s=%r is a ClearML server setting and has no effect here; "
                             "the study is recorded in its store (storage=...)", name, value)
+        if base_task_id is None or (isinstance(base_task_id, str) and not base_task_id.strip()):
+            raise ConfigError("base_task_id is missing: give the training script's path, a hyperscout.Command "
+                              "or a task id of an installed remote backend")
         self.base_task_id = base_task_id
         self.space = SearchSpace.of(hyper_parameters)
         self.hyper_parameters = list(self.space.parameters)
         self.objectives = ObjectiveSet.build(objective_metric_title, objective_metric_series, objective_metric_sign)
         self.max_number_of_concurrent_tasks = _positive(
-            "max_number_of_concurrent_tasks", max_number_of_concurrent_tasks, integer=True
+            "max_number_of_concurrent_tasks", max_number_of_concurrent_tasks, integer=True, allow_none=False
         )
+        if execution_queue is not None and not isinstance(execution_queue, str):
+            raise ConfigError(f"execution_queue={execution_queue!r} must be a queue name (a string) or None")
         self.execution_queue = execution_queue
+        if save_top_k_tasks_only is not None and (isinstance(save_top_k_tasks_only, bool)
+                                                  or not isinstance(save_top_k_tasks_only, int)):
+            raise ConfigError(f"save_top_k_tasks_only={save_top_k_tasks_only!r} must be an integer (-1 keeps all)")
+
+        def minutes(name: str, value: Any) -> float | None:
+            return None if value is None else 60.0 * _positive(name, value)
+
         self.limits = Limits(
             max_concurrency=self.max_number_of_concurrent_tasks,
             total_max_jobs=_positive("total_max_jobs", total_max_jobs, integer=True),
-            time_limit_per_job=None if time_limit_per_job is None
-            else 60.0 * _positive("time_limit_per_job", time_limit_per_job),
-            compute_time_limit=None if compute_time_limit is None
-            else 60.0 * _positive("compute_time_limit", compute_time_limit),
+            time_limit_per_job=minutes("time_limit_per_job", time_limit_per_job),
+            time_limit_queued=minutes("time_limit_queued", time_limit_queued),
+            compute_time_limit=minutes("compute_time_limit", compute_time_limit),
             min_iteration_per_job=_positive("min_iteration_per_job", min_iteration_per_job, integer=True, allow_zero=True),
             max_iteration_per_job=_positive("max_iteration_per_job", max_iteration_per_job, integer=True),
+            max_consecutive_failures=_positive("max_consecutive_failures", max_consecutive_failures, integer=True),
             save_top_k=None if save_top_k_tasks_only is None or save_top_k_tasks_only <= 0 else int(save_top_k_tasks_only),
-            poll_interval=60.0 * _positive("pool_period_min", pool_period_min),
+            poll_interval=60.0 * _positive("pool_period_min", pool_period_min, allow_none=False),
         )
         if self.limits.min_iteration_per_job is not None and self.limits.max_iteration_per_job is not None \
                 and self.limits.min_iteration_per_job > self.limits.max_iteration_per_job:
@@ -125,6 +155,8 @@ class HyperParameterOptimizer:
                 f"min_iteration_per_job={min_iteration_per_job} is above max_iteration_per_job={max_iteration_per_job}; "
                 "swap them"
             )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"seed={seed!r} must be an integer or None")
         self.seed = seed
         self.settings = StudySettings(
             max_concurrency=self.limits.max_concurrency,
@@ -135,31 +167,41 @@ class HyperParameterOptimizer:
             seed=seed,
         )
         self.metric_patterns = tuple(MetricPattern.of(p) for p in metric_patterns)
+        if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
+            raise ConfigError(f"study_name={study_name!r} must be a non-empty string (or None for a new name)")
+        if not isinstance(storage, (str, os.PathLike)) or not str(storage):
+            raise ConfigError(f"storage={storage!r} must be a directory path (a str or Path), e.g. '.hyperscout'")
+        if not isinstance(show_progress, bool):
+            raise ConfigError(f"show_progress={show_progress!r} must be True or False")
         self.pm = plugin_manager or get_plugin_manager()
-        if show_progress:
-            from hyperscout.console import ConsoleProgress
-
-            self.pm.register(ConsoleProgress(), name=f"console-progress-{id(self)}")
+        self._show_progress = show_progress
         self.study_name = study_name or f"study-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.storage = Path(storage)
 
         # Resolve and check the plugins now, so that bad input fails here, not in a thread.
-        self._strategy_options = dict(optimizer_kwargs)
+        if strategy_options is not None and not isinstance(strategy_options, Mapping):
+            raise ConfigError(f"strategy_options={strategy_options!r} must be a dict of option names to values")
+        self._strategy_options = {**dict(strategy_options or {}), **optimizer_kwargs}
+        for key in self._strategy_options:
+            if key in OPTIMIZER_ARGUMENTS:
+                raise ConfigError(f"{key!r} is an optimizer argument, not a strategy option; pass it to "
+                                  "HyperParameterOptimizer itself ([limits] or [study] in a study file)")
         self.optimizer = self._build_strategy(optimizer_class)
-        self._backend_choice = backend
+        if backend_options is not None and not isinstance(backend_options, Mapping):
+            raise ConfigError(f"backend_options={backend_options!r} must be a dict of option names to values")
         self._backend_options = dict(backend_options or {})
         self._backend_cls = self._resolve_backend(backend)
+        self._backend = self._backend_cls(**self._backend_options)  # bad option values fail here
+        self._task = self._backend_cls.base_task(base_task_id)
 
         self._callback: Callable[..., Any] | None = None
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._deadline: float | None = None
-        self._time_limit_minutes = optimization_time_limit
+        self._time_limit_minutes = _positive("optimization_time_limit", optimization_time_limit)
         self.optimization_start_time: float | None = None
         self._report_period = 5.0 * 60
-        if optimization_time_limit is not None:
-            _positive("optimization_time_limit", optimization_time_limit)
 
     # -- plugin resolution ------------------------------------------------------------------
     def _build_strategy(self, choice: str | type[SearchStrategy] | SearchStrategy) -> SearchStrategy:
@@ -179,7 +221,9 @@ class HyperParameterOptimizer:
         cls.check(self.space, self.objectives, self.settings, self._strategy_options)
         return cls(self.space, self.objectives, self.settings, **self._strategy_options)
 
-    def _resolve_backend(self, choice: str | type[Backend]) -> type[Backend]:
+    def _resolve_backend(self, choice: str | type[Backend] | None) -> type[Backend]:
+        if choice is None:
+            return self._backend_for(self.base_task_id)
         if isinstance(choice, str):
             cls = backends(self.pm).get(choice)
         elif isinstance(choice, type) and issubclass(choice, Backend):
@@ -189,8 +233,26 @@ class HyperParameterOptimizer:
         cls.check_options(self._backend_options)
         return cls
 
+    def _backend_for(self, base: Any) -> type[Backend]:
+        """No backend named: a script or Command runs locally; a task id goes to the backend that claims it."""
+        registry = backends(self.pm)
+        if isinstance(base, Command) or Path(str(base)).suffix == ".py" or Path(str(base)).exists():
+            cls = registry.get("local")
+        else:
+            claimed = [e.cls for e in registry if e.cls.claims(base)]
+            if not claimed:
+                installed = ", ".join(registry.names()) or "none"
+                raise PluginNotFoundError(
+                    f"base_task_id={base!r} is not a script, and no installed backend knows it as a task id "
+                    f"(installed backends: {installed}); for a ClearML task id `pip install hyperscout-clearml`, "
+                    "for a local script give its path"
+                )
+            cls = claimed[0]
+        cls.check_options(self._backend_options)
+        return cls
+
     def _definition(self, backend_name: str) -> dict[str, Any]:
-        base = self.base_task_id
+        base = self._task
         return {
             "base_task": base.to_dict() if isinstance(base, Command) else str(base),
             "parameters": self.space.to_dicts(),
@@ -221,14 +283,17 @@ class HyperParameterOptimizer:
         """
         if self._thread is not None:
             return True
+        if job_complete_callback is not None and not callable(job_complete_callback):
+            raise ConfigError(f"job_complete_callback={job_complete_callback!r} must be a function or None")
         backend_cls = self._backend_cls
-        command = self.base_task_id if isinstance(self.base_task_id, Command) else None
-        if backend_cls.name == "local" or command is not None or Path(str(self.base_task_id)).suffix == ".py":
-            command = Command.coerce(self.base_task_id)
-        else:  # a remote backend takes an id; the command only carries it
-            command = Command(argv=(str(self.base_task_id),))
-        backend = backend_cls(**self._backend_options)
+        backend = self._backend if type(self._backend) is backend_cls else backend_cls(**self._backend_options)
         store = Store(self.storage)
+        if self._show_progress:
+            from hyperscout.console import ConsoleProgress
+
+            name = f"console-progress-{id(self)}"
+            if self.pm.get_plugin(name) is None:
+                self.pm.register(ConsoleProgress(), name=name)
         self._callback = job_complete_callback
         self.optimization_start_time = time.time()
         if self._time_limit_minutes is not None and self._deadline is None:
@@ -242,7 +307,7 @@ class HyperParameterOptimizer:
             objectives=self.objectives,
             strategy=self.optimizer,
             backend=backend,
-            command=command,
+            task=self._task,
             store=store,
             limits=limits,
             definition=definition,
@@ -253,7 +318,12 @@ class HyperParameterOptimizer:
             job_complete_callback=job_complete_callback,
             deadline=self._deadline,
         )
-        self._engine.prepare()
+        try:
+            self._engine.prepare()
+        except BaseException:
+            store.close()
+            self._engine = None
+            raise
         self._thread = threading.Thread(target=self._run, name=f"hyperscout-{self.study_name}", daemon=True)
         self._thread.start()
         return True
@@ -261,6 +331,7 @@ class HyperParameterOptimizer:
     def start_locally(self, job_complete_callback: Callable[..., Any] | None = None) -> bool:
         """Run the jobs as local subprocesses (the ``local`` backend), whatever ``backend`` says."""
         self._backend_cls = self._resolve_backend("local")
+        self._task = self._backend_cls.base_task(self.base_task_id)
         return self.start(job_complete_callback=job_complete_callback)
 
     def _run(self) -> None:
@@ -349,7 +420,10 @@ class HyperParameterOptimizer:
         """Every job of this study, in launch order."""
         if self._engine is not None:
             return sorted(self._engine.snapshot(), key=lambda j: j.number)
-        store = Store(self.storage)
+        try:
+            store = Store(self.storage, readonly=True)
+        except Exception:
+            return []
         try:
             return store.load_jobs(self.study_name)
         finally:
@@ -361,10 +435,7 @@ class HyperParameterOptimizer:
         With several objectives the non-dominated jobs come first.
         """
         if self._engine is None:
-            from hyperscout.objective import rank
-
-            jobs = [j for j in self.get_all_experiments() if j.objective_values is not None and j.superseded_by is None]
-            return rank(jobs, lambda j: j.objective_values, self.objectives)[:top_k]
+            return ranked_jobs(self.get_all_experiments(), self.objectives, top_k)
         return self._engine.top(top_k)
 
     def get_top_experiments_id_metrics_pair(

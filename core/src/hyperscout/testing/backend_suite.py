@@ -182,7 +182,7 @@ class Harness:
         )
         workdir = self.tmp_path / "jobs" / job_id
         workdir.mkdir(parents=True, exist_ok=True)
-        return JobSpec(job_id=job_id, study="suite", params=dict(params or {}), command=command,
+        return JobSpec(job_id=job_id, study="suite", params=dict(params or {}), task=command,
                        workdir=str(workdir), metric_patterns=tuple(patterns))
 
     def launch(self, spec: JobSpec) -> str:

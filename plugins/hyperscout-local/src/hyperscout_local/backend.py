@@ -14,9 +14,11 @@ Why it is built this way:
   I/O thread sends SIGKILL after ``kill_grace`` seconds; when the main process exits (for any
   reason) whatever is left of its group is SIGKILLed before ``JobExited`` is emitted. The group is
   signalled while the main process is still an unreaped zombie, so its id cannot be recycled.
-* **Crash recovery.** The job id is in the trial's environment (``HYPERSCOUT_JOB_ID``), so
-  :meth:`LocalBackend.reap_stale` can tell a trial left behind by a crashed optimizer from an
-  unrelated process that happens to have the same (recycled) pid.
+* **Crash recovery.** The job id is in the trial's environment (``HYPERSCOUT_JOB_ID``, or the
+  process name for a warm-started trial), so :meth:`LocalBackend.reattach` finds every process a
+  crashed optimizer left behind, even one whose pid never reached the store, and never touches an
+  unrelated process that happens to have a recycled pid. A local trial's pipes die with the
+  optimizer, so it cannot be adopted: it is killed and its configuration runs again.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 
-from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobStarted, MetricReported
+from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobStarted, MetricReported, Reattached
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError, HyperscoutError
 from hyperscout.job import MetricPoint
@@ -160,7 +162,7 @@ def _split_lines(buf: bytearray, data: bytes) -> list[bytes]:
     return lines
 
 
-# -- /proc helpers for reap_stale ---------------------------------------------------------------
+# -- /proc helpers for reattach ------------------------------------------------------------------
 def _stat(pid: int) -> tuple[str, int] | None:
     """``(state, pgid)`` of a process, ``None`` if it does not exist (or /proc is unavailable)."""
     try:
@@ -170,41 +172,6 @@ def _stat(pid: int) -> tuple[str, int] | None:
         return None
     fields = data[data.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
     return fields[0], int(fields[2])
-
-
-def _environ_has(pid: int, entry: bytes) -> bool:
-    for _ in range(10):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return False
-        if data:
-            return entry in data.split(b"\0")
-        # Empty: the process is inside exec() (its new environment is not mapped yet) or is a
-        # kernel thread. A one-off check at resume, so waiting a few ms for exec to finish is fine.
-        time.sleep(0.005)
-    return False
-
-
-def _comm_is(pid: int, name: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip() == name
-    except OSError:
-        return False
-
-
-def _group_members(pgid: int) -> Iterator[int]:
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return
-    for name in names:
-        if name.isdigit():
-            st = _stat(int(name))
-            if st is not None and st[1] == pgid and st[0] != "Z":
-                yield int(name)
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
@@ -227,6 +194,58 @@ def _wait_gone(pid: int, timeout: float) -> None:
         if st is None or st[0] == "Z":
             return
         time.sleep(0.02)
+
+
+def find_marked(job_ids: list[str]) -> dict[str, list[int]]:
+    """Live processes carrying one of these jobs' markers, by job id (one scan of ``/proc``)."""
+    wanted = {f"{ENV_JOB_ID}={j}".encode(): j for j in job_ids}
+    comms = {_warm.comm_marker(j): j for j in job_ids}
+    found: dict[str, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    me = os.getpid()
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        pid = int(name)
+        st = _stat(pid)
+        if st is None or st[0] == "Z":
+            continue
+        job = None
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+                job = comms.get(fh.read().strip())
+        except OSError:
+            continue
+        if job is None:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    entries = fh.read().split(b"\0")
+            except OSError:
+                continue
+            job = next((wanted[e] for e in entries if e in wanted), None)
+        if job is not None:
+            found.setdefault(job, []).append(pid)
+    return found
+
+
+def kill_marked(job_ids: list[str], timeout: float = 5.0) -> dict[str, list[int]]:
+    """SIGKILL the process groups of every marked process of these jobs; wait until they are gone."""
+    found = find_marked(job_ids)
+    for pids in found.values():
+        for pid in pids:
+            st = _stat(pid)
+            for target in {pid, st[1]} if st is not None else {pid}:
+                try:
+                    (os.killpg if target == (st[1] if st else None) else os.kill)(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+    for pids in found.values():
+        for pid in pids:
+            _wait_gone(pid, timeout)
+    return found
 
 
 # -- the backend --------------------------------------------------------------------------------
@@ -612,40 +631,19 @@ class LocalBackend(Backend):
             run.kill_at = time.monotonic() + self.kill_grace
         self._wake()  # so the I/O thread times the SIGKILL
 
-    def reap_stale(self, job_id: str, pid: int | None) -> bool:
-        """Kill the process group of a trial a crashed optimizer left running; True if it did.
+    def reattach(self, spec: JobSpec, handle: str | None) -> Reattached:
+        """Kill every process a crashed optimizer left of this job; the engine then re-runs it.
 
-        The process must still exist and carry ``HYPERSCOUT_JOB_ID=<job_id>`` in its environment
-        (read from ``/proc``), so a recycled pid is never touched. If the main process is gone but
-        members of its group that carry the marker remain, they are killed. Without ``/proc``
-        (not Linux) nothing can be verified and nothing is killed. SIGKILL at once: the job is
-        re-run anyway and its output pipes died with the old optimizer.
+        Processes are found by their marker (``HYPERSCOUT_JOB_ID=<job_id>`` in ``/proc/PID/environ``,
+        or the warm-start process name), not by a stored pid: the optimizer may have died between
+        starting the trial and recording its pid, and a recorded pid may have been recycled. Their
+        whole process groups are SIGKILLed at once (the pipes that carried their reports died with
+        the old optimizer, so they could never report again). Without ``/proc`` (not Linux) nothing
+        can be verified and nothing is killed.
         """
-        if not pid or pid <= 0:
-            return False
-        marker = f"{ENV_JOB_ID}={job_id}".encode()
-        comm = _warm.comm_marker(job_id)
-
-        def ours(p: int) -> bool:  # a warm-started trial is marked by its comm, not its environ
-            return _environ_has(p, marker) or _comm_is(p, comm)
-
-        st = _stat(pid)
-        leader_alive = st is not None and st[0] != "Z"
-        if leader_alive:
-            if not ours(pid):
-                return False  # another process now has this pid
-        elif not any(ours(p) for p in _group_members(pid)):
-            return False
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return False
-        if leader_alive:
-            _wait_gone(pid, 2.0)
-        return True
+        for pid in kill_marked([spec.job_id]).get(spec.job_id, []):
+            log.info("hyperscout-local: ended pid %d of job %s, left running by a previous run", pid, spec.job_id)
+        return Reattached.GONE
 
     def close(self) -> None:
         """Abort whatever still runs, wait for its ``JobExited``, stop the I/O thread."""
