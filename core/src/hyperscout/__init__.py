@@ -22,6 +22,7 @@ _LAZY = {
     "ParameterSet": "hyperscout.params",
     "Parameter": "hyperscout.params",
     "SearchSpace": "hyperscout.params",
+    "config_key": "hyperscout.params",
     # objectives
     "Objective": "hyperscout.objective",
     "ObjectiveSet": "hyperscout.objective",
@@ -38,6 +39,8 @@ _LAZY = {
     "TrialResult": "hyperscout.strategy",
     "TrialRecord": "hyperscout.strategy",
     "StudySettings": "hyperscout.strategy",
+    "Signal": "hyperscout.strategy",
+    "Reattached": "hyperscout.backend",
     # backends
     "Backend": "hyperscout.backend",
     "JobSpec": "hyperscout.backend",
@@ -57,6 +60,12 @@ _LAZY = {
     "ParameterError": "hyperscout.errors",
     "PluginNotFoundError": "hyperscout.errors",
     "UnsupportedError": "hyperscout.errors",
+    "StoreError": "hyperscout.errors",
+    "StudyLockedError": "hyperscout.errors",
+    "ObjectiveError": "hyperscout.errors",
+    "StudyConflictError": "hyperscout.errors",
+    # results
+    "ranked_jobs": "hyperscout.results",
 }
 
 __all__ = ["__version__", "get_job_id", "get_parameters", "report_scalar", *_LAZY]
@@ -91,10 +100,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hyperscout.backend import Backend, JobExited, JobQueued, JobSpec, JobStarted, MetricReported
+    from hyperscout.backend import Backend, JobExited, JobQueued, JobSpec, JobStarted, MetricReported, Reattached
     from hyperscout.capture import MetricPattern
     from hyperscout.command import Command
-    from hyperscout.errors import ConfigError, HyperscoutError, ParameterError, PluginNotFoundError, UnsupportedError
+    from hyperscout.errors import (
+        ConfigError,
+        HyperscoutError,
+        ObjectiveError,
+        ParameterError,
+        PluginNotFoundError,
+        StoreError,
+        StudyConflictError,
+        StudyLockedError,
+        UnsupportedError,
+    )
     from hyperscout.job import Job, JobStatus, MetricPoint
     from hyperscout.objective import Objective, ObjectiveSet
     from hyperscout.optimizer import HyperParameterOptimizer
@@ -106,12 +125,15 @@ if TYPE_CHECKING:  # pragma: no cover
         SearchSpace,
         UniformIntegerParameterRange,
         UniformParameterRange,
+        config_key,
     )
     from hyperscout.plugins import hookimpl
+    from hyperscout.results import ranked_jobs
     from hyperscout.strategy import (
         EXHAUSTED,
         WAIT,
         SearchStrategy,
+        Signal,
         StudySettings,
         Suggestion,
         TrialRecord,

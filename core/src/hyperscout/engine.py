@@ -452,7 +452,8 @@ class Engine:
         except StoreError as exc:
             if failed is None:
                 raise
-            log.warning("hyperscout: recording the end of study %r failed: %s", self.name, exc)
+            # the store already failed (full disk, damaged file): the first error is the one to show
+            log.debug("hyperscout: recording the end of study %r failed too: %s", self.name, exc)
         self._hook("hyperscout_study_ended", reason=self.end_reason)
 
     def _end_reason_natural(self) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "SearchSpace",
     "UniformIntegerParameterRange",
     "UniformParameterRange",
+    "config_key",
 ]
 
 _EPS = 1e-9

@@ -10,6 +10,7 @@ from hyperscout import hookimpl
 
 @hookimpl
 def hyperscout_register_strategies(register: Callable[..., Any]) -> None:
+    # Imported here, not at module level: `hyperscout plugins` loads this module for every command.
     from hyperscout_example import CoordinateDescent
 
-    register(CoordinateDescent)
+    register(CoordinateDescent)  # registered under its `name` attribute
