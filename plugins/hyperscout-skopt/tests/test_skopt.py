@@ -228,8 +228,118 @@ def test_failed_and_valueless_trials_are_not_told() -> None:
     s.tell("f", TrialResult(JobStatus.FAILED, (0.1,), 1))  # reported, then crashed
     assert len(s.optimizer.Xi) == 1 and s.optimizer.yi == [0.5]
     assert s.pending_trials == ("e",)  # the lies of b, c, d, f are forgotten
-    s.tell("e", TrialResult(JobStatus.ABORTED, (0.25,), 2))  # a stopped job with a value counts
-    assert s.optimizer.yi == [0.5, 0.25] and s.pending_trials == ()
+    s.tell("e", TrialResult(JobStatus.ABORTED, (0.25,), 2))  # a time-limited job is not told, value or not
+    assert s.optimizer.yi == [0.5] and s.pending_trials == ()
+
+
+# -- the outcome rule (TrialResult's table) -----------------------------------------------------
+
+#: a finite space of 4 configurations, so "never suggested again" and "tried again" are observable
+TINY = SearchSpace((DiscreteParameterRange("opt", ["adam", "sgd"]), UniformIntegerParameterRange("n", 0, 1)))
+CURVE = ((1, 0.8), (2, 0.7))
+
+#: results the model must not see, each as the rule sends it (``values=None``) and as an older
+#: engine or a third-party backend may still send it (the last value in ``values``)
+NOT_TOLD = {
+    "pruned": TrialResult(JobStatus.PRUNED, None, 1, CURVE[:1], reason="pruned at iteration 1"),
+    "pruned-with-value": TrialResult(JobStatus.PRUNED, (0.8,), 1, CURVE[:1]),
+    "time-limit": TrialResult(JobStatus.ABORTED, None, 2, CURVE, reason="exceeded time_limit_per_job"),
+    "time-limit-with-value": TrialResult(JobStatus.ABORTED, (0.7,), 2, CURVE),
+    "failed": TrialResult(JobStatus.FAILED, None, None, (), reason="exit code 1"),
+    "failed-after-reports": TrialResult(JobStatus.FAILED, (0.7,), 2, CURVE, reason="exit code 1"),
+}
+
+
+def _interrupted(partial: float) -> TrialResult:
+    return TrialResult(JobStatus.ABORTED, (partial,), 2, ((1, partial), (2, partial)), interrupted=True,
+                       reason="interrupted: study stopped")
+
+
+def _drain(s: OptimizerSkopt, prefix: str) -> list[str]:
+    """Ask (completing each at once) until exhausted; the config keys handed out."""
+    got = []
+    for i in range(10):
+        answer = s.ask(f"{prefix}{i}")
+        if answer is EXHAUSTED:
+            return got
+        got.append(config_key(answer.params))
+        s.tell(f"{prefix}{i}", ok(float(i)))
+    raise AssertionError(f"a space of {TINY.size()} configurations was not exhausted: {got}")
+
+
+@pytest.mark.parametrize("case", list(NOT_TOLD))
+def test_only_completed_results_are_told_and_the_rest_never_repeat(case: str) -> None:
+    s = make(TINY)
+    done = config_key(ask(s, "done"))
+    stopped = config_key(ask(s, "stopped"))
+    s.tell("done", TrialResult(JobStatus.COMPLETED, (0.3,), 2, ((1, 0.5), (2, 0.3))))
+    s.tell("stopped", NOT_TOLD[case])
+    # neither the value nor the last intermediate value of the stopped job reaches the model
+    assert s.optimizer.yi == [0.3] and len(s.optimizer.Xi) == 1
+    assert s.pending_trials == ()
+    # ... but its configuration counts as tried: the other two, then exhausted
+    rest = _drain(s, "r")
+    assert len(rest) == 2 and not {done, stopped} & set(rest)
+
+
+def test_a_time_limited_job_is_not_ranked_by_its_last_report_for_max() -> None:
+    # for a max objective the old behaviour told -0.7: the model believed the job did well
+    s = make(TINY, MAX)
+    ask(s, "t")
+    s.tell("t", NOT_TOLD["time-limit-with-value"])
+    assert s.optimizer.yi == [] and s.optimizer.Xi == []
+
+
+def test_an_interrupted_result_changes_nothing() -> None:
+    def run(partial: float) -> tuple[list[Any], list[float], list[str]]:
+        s = make(TINY)
+        lost = config_key(ask(s, "lost"))
+        ask(s, "other")
+        s.tell("other", ok(0.5))
+        s.tell("lost", _interrupted(partial))
+        assert s.pending_trials == ()  # no lie is kept for it either
+        rest = _drain(s, "r")
+        # not tried: the study may hand the configuration out again (the engine re-runs it anyway)
+        assert lost in rest and len(rest) == 3
+        return s.optimizer.Xi[:1], s.optimizer.yi[:1], rest
+
+    low, high = run(-1e9), run(1e9)
+    assert low[1] == high[1] == [0.5]  # the model saw only the completed trial
+    assert low == high  # and what the interrupted job reported changed no later suggestion
+
+
+def test_an_interrupted_result_in_a_constant_space_is_forgotten() -> None:
+    s = make(SearchSpace((DiscreteParameterRange("opt", ["adam"]),)))
+    assert s.optimizer is None
+    ask(s, "a")
+    s.tell("a", _interrupted(1.0))
+    assert ask(s, "b") == {"opt": "adam"}  # the only configuration was never tried
+
+
+def test_restore_applies_the_same_rule() -> None:
+    adam0, adam1, sgd0, sgd1 = ({"opt": o, "n": n} for o in ("adam", "sgd") for n in (0, 1))
+    records = [
+        TrialRecord("done", adam0, TrialResult(JobStatus.COMPLETED, (0.3,), 2, ((1, 0.5), (2, 0.3)))),
+        TrialRecord("cut", adam1, NOT_TOLD["time-limit-with-value"]),
+        TrialRecord("pruned", sgd0, NOT_TOLD["pruned-with-value"]),
+        TrialRecord("gone", sgd1, _interrupted(-1e9)),  # interrupted and not re-run: forgotten
+    ]
+    s = make(TINY, MAX)
+    s.restore(records)
+    assert s.optimizer.Xi == [[0, 0]]  # ("adam" is choice 0, n=0)
+    assert s.optimizer.yi == [-0.3]  # only the completed value, negated for max
+    assert s.pending_trials == ()
+    assert _drain(s, "r") == [config_key(sgd1)]  # the interrupted one is the only untried configuration
+
+
+def test_restore_forgets_an_interrupted_record_and_waits_for_its_rerun() -> None:
+    params = {"opt": "sgd", "n": 1}
+    s = make(TINY)
+    s.restore([TrialRecord("old", params, _interrupted(5.0)), TrialRecord("rerun", params, None)])
+    assert s.optimizer.yi == [] and s.pending_trials == ("rerun",)
+    s.tell("rerun", ok(0.2))
+    assert s.optimizer.yi == [0.2]
+    assert config_key(params) not in _drain(s, "r")
 
 
 def test_single_objective_only() -> None:

@@ -8,13 +8,22 @@ How the contract maps onto skopt:
   skopt's own ``ask(n_points, strategy=...)``. Concurrent asks therefore spread out instead of
   returning the same point (skopt's initial points and its model's optimum are both fixed until
   the next ``tell``), and the real model never sees a lie.
-* ``tell`` -> ``Optimizer.tell(x, y)`` with ``y`` the objective value, negated for ``max``
-  objectives (skopt minimizes). A trial without a usable value (failed, or a NaN/inf value) is
-  not told at all: inventing a bad value would bend the surrogate around a crash, not around the
-  objective. Its point is simply dropped from the running set. A failed job is not told even if
-  it reported a value before it crashed; an aborted one (a time limit) is told its last value.
-* ``restore`` -> one batched ``tell`` of every finished trial that has a value; interrupted trials
-  (``result is None``) become running points again and are told when their re-run ends.
+* ``tell`` follows hyperscout's outcome rule (:class:`~hyperscout.TrialResult`), decided by the
+  *status*, never by whether a value happens to be present:
+
+  - ``completed`` -> ``Optimizer.tell(x, y)`` with ``y`` the final value, negated for ``max``
+    objectives (skopt minimizes); a NaN/inf or missing value is not told.
+  - ``pruned``, ``aborted`` (time limit) and ``failed`` -> *not told, not repeated*: the surrogate
+    never sees them (a made-up penalty, or a partial curve's last value, would bend a GP around a
+    stop point instead of the objective), but the configuration stays tried, so it is never
+    suggested again.
+  - ``interrupted`` (the study stopped) -> ignored entirely: not told and not counted as tried,
+    because the engine re-runs it and announces the re-run on resume.
+
+  In every case the point leaves the running (lied-about) set.
+* ``restore`` applies the same rule to the stored trials (one batched ``tell`` of the completed
+  ones); trials about to be re-run (``result is None``) become running points again and are told
+  when their re-run ends.
 
 A configuration is suggested at most once per study (resumes included): a repeat proposed by
 skopt (possible in a stepped or discrete space) is replaced by a random unseen configuration, and
@@ -398,12 +407,13 @@ class OptimizerSkopt(SearchStrategy):
         return None
 
     def _objective(self, result: TrialResult) -> float | None:
-        """skopt's ``y``: the primary value, negated for ``max``; ``None`` when there is no usable value.
+        """skopt's ``y`` for a result, or ``None`` when the rule says the model must not see it.
 
-        A failed job is never told, even if it reported a value before it crashed: that value
-        describes a broken run, not the configuration.
+        Only a ``completed`` trial has a value that describes its configuration. The status decides,
+        not the presence of ``values``: a pruned, time-limited or crashed job may still carry a
+        value (its last report, from an older engine or a third-party backend) and it is not told.
         """
-        if result.status is JobStatus.FAILED:
+        if result.interrupted or result.status is not JobStatus.COMPLETED:
             return None
         value = result.value
         if value is None:
@@ -415,6 +425,10 @@ class OptimizerSkopt(SearchStrategy):
         if not math.isfinite(y):
             return None
         return -y if self._maximize else y
+
+    def _key(self, point: Sequence[Any]) -> str:
+        """The config key of a skopt point, as ``ask`` records it in ``_seen``."""
+        return config_key(to_params(self.axes, point))
 
     # -- the contract -------------------------------------------------------------------------
     def ask(self, trial_id: str) -> Suggestion | Signal:
@@ -437,24 +451,36 @@ class OptimizerSkopt(SearchStrategy):
 
     def tell(self, trial_id: str, result: TrialResult) -> None:
         point = self._pending.pop(trial_id, None)
-        if point is None or self.optimizer is None:
+        if point is None:
+            return
+        if result.interrupted:
+            # says nothing about the configuration: it is re-run (and told) on resume, so it is
+            # not tried yet either
+            self._seen.discard(self._key(point))
             return
         y = self._objective(result)
         if y is None:
-            return  # failed or no usable value: forget the point, do not invent a value
-        with self._one_blas_thread():
-            self.optimizer.tell(point, y)
+            # pruned, time-limited, failed or valueless: not told, and (still in _seen) not repeated
+            log.debug("hyperscout-skopt: trial %s (%s) is not told to skopt: %s", trial_id, result.status.value,
+                      result.reason or "no usable value")
+            return
+        if self.optimizer is not None:  # None: every range is a constant, there is nothing to learn
+            with self._one_blas_thread():
+                self.optimizer.tell(point, y)
 
     def restore(self, records: Sequence[TrialRecord]) -> None:
+        """Replay the store with the same rule as :meth:`tell`, in one batched ``tell``."""
         xs: list[list[Any]] = []
         ys: list[float] = []
         for r in records:
+            if r.result is not None and r.result.interrupted:
+                continue  # forgotten: the engine announces its re-run as a record without a result
             point = to_point(self.axes, r.params)
             if point is None:
                 log.warning("hyperscout-skopt: trial %s has parameters outside the search space; not replayed", r.trial_id)
                 continue
             # the key of the values as ask() would hand them out, so the de-duplication matches
-            self._seen.add(config_key(to_params(self.axes, point)))
+            self._seen.add(self._key(point))
             if r.result is None:
                 self._pending[r.trial_id] = point
                 continue
