@@ -78,7 +78,7 @@ def test_a_second_run_of_a_live_study_refuses_in_one_line(tmp_path: Path) -> Non
         status = run_cli("status", "twice", "--storage", str(tmp_path / "store"))
         assert status.returncode == 0 and f"running by pid {first.pid}" in status.stdout
         gate.touch()
-        out, err = first.communicate(timeout=120)
+        _out, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
     finally:
         gate.touch()

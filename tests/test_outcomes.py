@@ -144,7 +144,7 @@ class SlowAsk(SearchStrategy):
         return Suggestion({"x": self.rng.random()}, budget=2)
 
     def tell(self, trial_id: str, result: TrialResult) -> None:
-        self.told = getattr(self, "told", []) + [result]
+        self.told = [*getattr(self, "told", []), result]
 
 
 def test_a_value_after_the_stop_point_never_becomes_the_result(tmp_path: Path) -> None:

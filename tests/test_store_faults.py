@@ -114,7 +114,7 @@ def _cli_as_other_user(*argv: str) -> tuple[int, str, str]:
     nothing to it); the child has everything imported already, so it needs no access to the venv."""
     import hyperscout.cli
     import hyperscout.config
-    import hyperscout.optimizer  # noqa: F401  (imported before the fork on purpose)
+    import hyperscout.optimizer
     from hyperscout.plugins import backends, get_plugin_manager, strategies
 
     pm = get_plugin_manager()  # imports every plugin and what reading their metadata needs

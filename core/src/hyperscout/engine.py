@@ -59,6 +59,7 @@ from hyperscout.job import Job, JobStatus, MetricPoint
 from hyperscout.lease import Owner
 from hyperscout.objective import ObjectiveSet
 from hyperscout.params import SearchSpace
+from hyperscout.plugins import notify
 from hyperscout.results import ranked_jobs
 from hyperscout.store import Store
 from hyperscout.strategy import EXHAUSTED, WAIT, SearchStrategy, Suggestion, TrialRecord, TrialResult, Verdict
@@ -287,11 +288,6 @@ class Engine:
     # -- setup / resume -----------------------------------------------------------------------
     def _hook(self, name: str, **kwargs: Any) -> None:
         if self.pm is None:
-            return
-        try:
-            from hyperscout.plugins import notify
-        except ImportError:  # INTEGRATION-SHIM: removed when plugins.notify lands
-            getattr(self.pm.hook, name)(study=self.view, **kwargs)
             return
         notify(self.pm, name, study=self.view, **kwargs)
 

@@ -236,7 +236,8 @@ def _load_entry_points(pm: pluggy.PluginManager, blocked: Iterable[str]) -> None
                 plugin = plugin()
             except Exception as exc:
                 log.warning(
-                    "hyperscout: %s failed to load: %s() must take no arguments (%s: %s)",
+                    "hyperscout: %s failed to load: %s() raised %s: %s (a class entry point is instantiated with "
+                    "no arguments)",
                     where, ep.value, type(exc).__name__, _one_line(exc),
                 )
                 continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ from hyperscout import (
     Job,
     JobStatus,
     UniformParameterRange,
+    Verdict,
 )
 from hyperscout.objective import ObjectiveSet, pareto_front
 from hyperscout_optuna import OptimizerOptuna
-from hyperscout_optuna.strategy import JOB_ID_ATTR
+from hyperscout_optuna.strategy import INTERRUPTED_ATTR, JOB_ID_ATTR, REASON_ATTR
 
 pytestmark = pytest.mark.slow
 
@@ -141,24 +142,45 @@ def test_a_resumed_study_keeps_its_jobs_and_optuna_sees_them(tmp_path: Path) -> 
     assert all(t.state is TrialState.COMPLETE for t in trials)
 
 
-def test_an_interrupted_job_is_rerun_and_told_to_optuna(tmp_path: Path) -> None:
-    first = study(tmp_path, "interrupt", steps=40, sleep=0.05, total=4, max_number_of_concurrent_tasks=1)
+def test_an_interrupted_job_is_forgotten_then_rerun_and_told_to_optuna(tmp_path: Path) -> None:
+    reported = threading.Event()
+
+    class Signalling(OptimizerOptuna):
+        """Tells the test when the first job has reported, so it stops the study mid-job."""
+
+        def report(self, trial_id: str, iteration: int, value: float) -> Verdict:
+            verdict = super().report(trial_id, iteration, value)
+            reported.set()
+            return verdict
+
+    first = study(tmp_path, "interrupt", steps=400, sleep=0.05, total=4, max_number_of_concurrent_tasks=1,
+                  optimizer_class=Signalling)
     first.start_locally()
-    deadline = time.time() + 30
-    while time.time() < deadline:  # stop once the first job is running and has reported
-        running = first.get_active_experiments()
-        if running and running[0].metrics:
-            break
-        time.sleep(0.05)
+    assert reported.wait(timeout=60)
     first.stop()
     interrupted = [j for j in first.get_all_experiments() if j.status is JobStatus.ABORTED]
     assert len(interrupted) == 1
+    told = first.get_optimizer().optuna_trial(interrupted[0].id)  # type: ignore[attr-defined]
+    assert told is not None and told.state is TrialState.FAIL and told.values is None
+    assert told.user_attrs[INTERRUPTED_ATTR] is True
 
     second = study(tmp_path, "interrupt", steps=2, total=2, max_number_of_concurrent_tasks=1)
     jobs = run(second)
     rerun = [j for j in jobs if j.retry_of == interrupted[0].id]
     assert len(rerun) == 1 and rerun[0].status is JobStatus.COMPLETED
     assert rerun[0].params == interrupted[0].params
-    trial = second.get_optimizer().optuna_trial(rerun[0].id)  # type: ignore[attr-defined]
+    resumed = second.get_optimizer()
+    assert resumed.optuna_trial(interrupted[0].id) is None  # type: ignore[attr-defined]
+    trial = resumed.optuna_trial(rerun[0].id)  # type: ignore[attr-defined]
     assert trial is not None and trial.state is TrialState.COMPLETE
     assert trial.value == pytest.approx(rerun[0].objective_value)
+
+
+def test_a_job_past_its_time_limit_is_failed_in_optuna(tmp_path: Path) -> None:
+    # 0.01 minute = 0.6 s for jobs that would run 20 s: the engine aborts each of them
+    opt = study(tmp_path, "slow", steps=400, sleep=0.05, total=2, pruner="none", time_limit_per_job=0.01)
+    jobs = run(opt)
+    assert len(jobs) == 2 and all(j.status is JobStatus.ABORTED and j.metrics for j in jobs)
+    trials = opt.get_optimizer().study.trials  # type: ignore[attr-defined]
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all(t.values is None and "time_limit_per_job" in t.user_attrs[REASON_ATTR] for t in trials)

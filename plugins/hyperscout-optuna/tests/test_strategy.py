@@ -31,7 +31,7 @@ from hyperscout.objective import Objective, ObjectiveSet, pareto_front
 from hyperscout.plugins import strategies
 from hyperscout.strategy import EXHAUSTED, StudySettings
 from hyperscout_optuna import OptimizerOptuna
-from hyperscout_optuna.strategy import JOB_ID_ATTR
+from hyperscout_optuna.strategy import DUPLICATE_ATTR, INTERRUPTED_ATTR, JOB_ID_ATTR, REASON_ATTR, SAMPLERS
 
 LOSS = ObjectiveSet((Objective("val", "loss", "min"),))
 TWO = ObjectiveSet((Objective("val", "loss", "min"), Objective("val", "accuracy", "max")))
@@ -280,7 +280,7 @@ def test_median_pruner_prunes_after_the_grace_period_only() -> None:
     verdicts = [strategy.report("bad", it, 10.0) for it in range(1, 6)]
     assert verdicts[:2] == [Verdict.CONTINUE, Verdict.CONTINUE]
     assert verdicts[2] is Verdict.PRUNE
-    strategy.tell("bad", TrialResult(JobStatus.PRUNED, (10.0,), 3, ((1, 10.0), (2, 10.0), (3, 10.0))))
+    strategy.tell("bad", TrialResult(JobStatus.PRUNED, None, 3, ((1, 10.0), (2, 10.0), (3, 10.0))))
     bad = strategy.optuna_trial("bad")
     assert bad is not None and bad.state is TrialState.PRUNED and bad.value == 10.0
 
@@ -315,19 +315,29 @@ def test_pruner_none_never_prunes() -> None:
         strategy.tell(f"t{i}", done(float(i), 4))
 
 
-# -- tell ----------------------------------------------------------------------------------------
+# -- tell: the outcome rule (TrialResult's table) -----------------------------------------------
+TIME_LIMIT = "exceeded time_limit_per_job (60 s)"
+CURVE = ((1, 3.0), (2, 2.5))
+
+
 @pytest.mark.parametrize(
     ("result", "state", "value"),
     [
         (TrialResult(JobStatus.COMPLETED, (0.5,), 3), TrialState.COMPLETE, 0.5),
         (TrialResult(JobStatus.COMPLETED, None, None), TrialState.FAIL, None),  # ClearML #1401: no metric
         (TrialResult(JobStatus.COMPLETED, (float("nan"),), 3), TrialState.FAIL, None),
+        (TrialResult(JobStatus.COMPLETED, (float("inf"),), 3), TrialState.FAIL, None),
         (TrialResult(JobStatus.COMPLETED, (0.1, 0.2), 3), TrialState.FAIL, None),  # wrong count
-        (TrialResult(JobStatus.FAILED, None, None), TrialState.FAIL, None),
+        (TrialResult(JobStatus.FAILED, None, None, reason="exit code 1"), TrialState.FAIL, None),
         (TrialResult(JobStatus.FAILED, (0.4,), 2), TrialState.FAIL, None),
-        (TrialResult(JobStatus.ABORTED, (0.7,), 2), TrialState.COMPLETE, 0.7),
-        (TrialResult(JobStatus.ABORTED, None, None), TrialState.FAIL, None),
-        (TrialResult(JobStatus.PRUNED, None, 2, ((1, 3.0), (2, 2.5))), TrialState.PRUNED, 2.5),
+        (TrialResult(JobStatus.ABORTED, None, 2, CURVE, reason=TIME_LIMIT), TrialState.FAIL, None),
+        # an aborted job is never complete, even with the value the engine used to send
+        (TrialResult(JobStatus.ABORTED, (0.7,), 2, CURVE, reason=TIME_LIMIT), TrialState.FAIL, None),
+        (TrialResult(JobStatus.ABORTED, None, 2, CURVE, interrupted=True), TrialState.FAIL, None),
+        (TrialResult(JobStatus.ABORTED, (0.7,), 2, CURVE, interrupted=True), TrialState.FAIL, None),
+        # a pruned job's value is its last intermediate value (Optuna's convention), never a told one
+        (TrialResult(JobStatus.PRUNED, None, 2, CURVE), TrialState.PRUNED, 2.5),
+        (TrialResult(JobStatus.PRUNED, (9.0,), 2, CURVE), TrialState.PRUNED, 2.5),
         (TrialResult(JobStatus.PRUNED, None, None), TrialState.PRUNED, None),
     ],
 )
@@ -337,9 +347,186 @@ def test_tell_maps_every_outcome(result: TrialResult, state: TrialState, value: 
     strategy.tell("j", result)
     t = strategy.optuna_trial("j")
     assert t is not None and t.state is state and t.value == value
+    assert t.user_attrs.get(INTERRUPTED_ATTR, False) is result.interrupted
+    assert t.user_attrs.get(REASON_ATTR) == (result.reason if state is not TrialState.COMPLETE else None)
     strategy.tell("j", result)  # a second tell, or one for an unknown job, is ignored
     strategy.tell("unknown", result)
     assert isinstance(strategy.ask("next"), Suggestion)
+
+
+def test_a_job_aborted_by_its_time_limit_is_never_complete() -> None:
+    """The tracker's defect: an aborted job with a value was told COMPLETE, and became the best trial."""
+    strategy = make([UniformParameterRange("x", 0, 1)], pruner="none")
+    strategy.ask("slow")
+    for it, v in CURVE:
+        strategy.report("slow", it, v)
+    strategy.tell("slow", TrialResult(JobStatus.ABORTED, (2.5,), 2, CURVE, reason=TIME_LIMIT))
+    slow = strategy.optuna_trial("slow")
+    assert slow is not None and slow.state is TrialState.FAIL and slow.values is None
+    assert slow.user_attrs[REASON_ATTR] == TIME_LIMIT
+    assert not strategy.study.get_trials(states=(TrialState.COMPLETE,))
+    with pytest.raises(ValueError):
+        strategy.study.best_trial  # noqa: B018 - raises: no completed trial
+
+    resumed = make([UniformParameterRange("x", 0, 1)], pruner="none")
+    resumed.restore([TrialRecord("slow", {"x": 0.5}, TrialResult(JobStatus.ABORTED, (2.5,), 2, CURVE))])
+    assert [t.state for t in resumed.study.trials] == [TrialState.FAIL]
+
+
+def _pruned_bad_job(strategy: OptimizerOptuna) -> int:
+    """Three good jobs, then a bad one that the median pruner stops; returns the prune point."""
+    for i in range(3):
+        strategy.ask(f"good{i}")
+        for it in range(1, 6):
+            strategy.report(f"good{i}", it, 1.0 / it)
+        strategy.tell(f"good{i}", done(0.2, 5))
+    strategy.ask("bad")
+    for it in range(1, 6):
+        if strategy.report("bad", it, 10.0) is Verdict.PRUNE:
+            return it
+    raise AssertionError("the median pruner did not prune the bad job")
+
+
+def test_nothing_reported_after_the_prune_point_reaches_optuna() -> None:
+    strategy = make([UniformParameterRange("x", 0, 1)], pruner_options={"n_startup_trials": 2})
+    at = _pruned_bad_job(strategy)
+    # a late report (the process wrote it before it was killed) keeps the verdict and is dropped
+    assert strategy.report("bad", at + 1, -5.0) is Verdict.PRUNE
+    late = tuple((it, -5.0) for it in range(at + 1, at + 3))
+    strategy.tell("bad", TrialResult(JobStatus.PRUNED, None, at,
+                                     tuple((it, 10.0) for it in range(1, at + 1)) + late))
+    bad = strategy.optuna_trial("bad")
+    assert bad is not None and bad.state is TrialState.PRUNED
+    assert bad.intermediate_values == {it: 10.0 for it in range(1, at + 1)}
+    assert bad.value == 10.0  # the value at the prune point, not the -5.0 reported after it
+
+
+def test_a_pruned_job_gets_its_curve_up_to_the_prune_point_even_if_reports_were_missed() -> None:
+    strategy = make([UniformParameterRange("x", 0, 1)], pruner_options={"n_startup_trials": 2})
+    at = _pruned_bad_job(strategy)
+    # the result holds a step the strategy never saw live (iteration 0): it is recorded, up to the prune point
+    curve = ((0, 12.0), *((it, 10.0) for it in range(1, at + 1)))
+    strategy.tell("bad", TrialResult(JobStatus.PRUNED, None, at, curve))
+    bad = strategy.optuna_trial("bad")
+    assert bad is not None and bad.intermediate_values == dict(curve) and bad.value == 10.0
+
+
+def test_nothing_reported_after_the_cap_reaches_optuna() -> None:
+    strategy = make([UniformParameterRange("x", 0, 1)], pruner="none", max_iteration_per_job=4)
+    strategy.ask("j")
+    assert [strategy.report("j", it, 1.0 / it) for it in range(1, 7)] == [Verdict.CONTINUE] * 6
+    curve = tuple((it, 1.0 / it) for it in range(1, 7))
+    strategy.tell("j", TrialResult(JobStatus.COMPLETED, (0.25,), 4, curve))
+    t = strategy.optuna_trial("j")
+    assert t is not None and t.state is TrialState.COMPLETE and t.value == 0.25
+    assert sorted(t.intermediate_values) == [1, 2, 3, 4]
+
+
+# Every row of TrialResult's table, as the engine tells it (values only when completed).
+RULE = {
+    "completed": TrialResult(JobStatus.COMPLETED, (0.3,), 3, ((1, 0.5), (2, 0.4), (3, 0.3))),
+    "pruned": TrialResult(JobStatus.PRUNED, None, 2, ((1, 0.9), (2, 0.8)), reason="pruned by optuna at iteration 2"),
+    "time limit": TrialResult(JobStatus.ABORTED, None, 2, ((1, 0.8), (2, 0.7)), reason=TIME_LIMIT),
+    "interrupted": TrialResult(JobStatus.ABORTED, None, 2, ((1, 0.1), (2, 0.05)), interrupted=True,
+                               reason="interrupted: study stopped (time_limit)"),
+    "failed": TrialResult(JobStatus.FAILED, None, 1, ((1, 0.6),), reason="exit code 1"),
+}
+
+
+def test_restore_applies_the_rule_tell_applies() -> None:
+    """A resumed study holds each outcome exactly as the first run's tell left it; an interrupted job
+    is not restored at all (its re-run is)."""
+    space = [UniformParameterRange("x", 0, 1)]
+    told = make(space, pruner="none")
+    for name, result in RULE.items():
+        told.ask(name)
+        for it, v in result.intermediate:  # live, as the engine reports them
+            told.report(name, it, v)
+        told.tell(name, result)
+    resumed = make(space, pruner="none")
+    resumed.restore([TrialRecord(name, {"x": 0.5}, result) for name, result in RULE.items()])
+
+    def shown(t: optuna.trial.FrozenTrial) -> tuple[Any, ...]:
+        return t.state, t.values, t.intermediate_values, t.user_attrs.get(REASON_ATTR)
+
+    for name in RULE:
+        before, after = told.optuna_trial(name), resumed.optuna_trial(name)
+        assert before is not None
+        if name == "interrupted":
+            assert before.state is TrialState.FAIL and before.user_attrs[INTERRUPTED_ATTR] is True
+            assert after is None
+        else:
+            assert after is not None and shown(after) == shown(before), name
+    assert [told.optuna_trial(n).state for n in RULE] == [  # type: ignore[union-attr]
+        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL, TrialState.FAIL]
+    assert told.optuna_trial("pruned").value == 0.8  # type: ignore[union-attr]
+
+
+def _samplers() -> list[Any]:
+    out: list[Any] = []
+    for name in SAMPLERS:
+        marks = []
+        if name == "gp" and importlib.util.find_spec("torch") is None:
+            marks.append(pytest.mark.skip(reason="the gp sampler needs torch (hyperscout-optuna[gp])"))
+        out.append(pytest.param(name, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("sampler", _samplers())
+def test_interrupted_results_are_forgotten_by_every_sampler(sampler: str) -> None:
+    """What an interrupted job reported, live or in its result, changes neither the suggestions nor the
+    pruner's verdicts nor the trials any sampler reads; its trial is FAIL and marked interrupted."""
+    space = [UniformParameterRange("x", 0.0, 1.0), UniformParameterRange("y", 0.0, 1.0)]
+    options: dict[str, Any] = {"sampler": sampler, "pruner_options": {"n_startup_trials": 2}}
+    if sampler in ("nsga2", "nsga3"):
+        options["sampler_options"] = {"population_size": 4}
+    elif sampler in ("tpe", "gp"):
+        options["sampler_options"] = {"n_startup_trials": 4}
+
+    def run_with(partial: float) -> tuple[list[Any], list[Any], list[Any]]:
+        strategy = make(space, seed=5, max_concurrency=2, **options)
+        asked, verdicts = [], []
+        for i in range(24):
+            s = strategy.ask(f"s{i}")
+            assert isinstance(s, Suggestion)
+            asked.append(dict(s.params))
+            if i % 3 == 1:
+                for it in (1, 2):
+                    strategy.report(f"s{i}", it, partial)
+                values = (partial,) if i % 2 else None  # with or without the value the engine used to send
+                strategy.tell(f"s{i}", TrialResult(JobStatus.ABORTED, values, 2, ((1, partial), (2, partial)),
+                                                   interrupted=True, reason="interrupted"))
+                t = strategy.optuna_trial(f"s{i}")
+                assert t is not None and t.state is TrialState.FAIL and t.values is None
+                assert t.user_attrs[INTERRUPTED_ATTR] is True
+                continue
+            value = (s.params["x"] - 0.3) ** 2
+            verdicts.append([strategy.report(f"s{i}", it, value + 1.0 / it) for it in (1, 2, 3)])
+            strategy.tell(f"s{i}", done(value, 3))
+        read = [(t.number, t.state, t.params, t.values, t.intermediate_values)
+                for t in strategy.study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        return asked, verdicts, read
+
+    assert run_with(-1e6) == run_with(1e6)
+
+
+def test_an_interrupted_configuration_is_forgotten_in_a_finite_space() -> None:
+    strategy = make([DiscreteParameterRange("opt", ["a", "b"])], sampler="random")
+    first = strategy.ask("t0")
+    assert isinstance(first, Suggestion)
+    strategy.tell("t0", TrialResult(JobStatus.ABORTED, None, None, interrupted=True))
+    got = run(strategy, 2, prefix="again")
+    assert {s.params["opt"] for s in got} == {"a", "b"}  # both still to try: the interrupted one never ran
+    assert strategy.ask("more") is EXHAUSTED
+
+
+def test_learns_from_results_follows_the_sampler() -> None:
+    x = [UniformParameterRange("x", 0, 1)]
+    assert make(x).learns_from_results is True
+    assert make(x, sampler="cmaes").learns_from_results is True
+    assert make(x, sampler="random").learns_from_results is False
+    assert make(x, sampler="qmc").learns_from_results is False
+    assert make(x, optuna_sampler=optuna.samplers.RandomSampler(seed=1)).learns_from_results is False
 
 
 def test_multi_objective_tell_gives_the_pareto_front() -> None:
@@ -397,31 +584,34 @@ def history(n: int, seed: int = 0) -> list[Suggestion]:
 
 
 def test_restore_rebuilds_finished_and_pending_trials() -> None:
-    old = history(8)
+    old = history(9)
     curve = ((1, 0.9), (2, 0.6))
     results = [
         TrialResult(JobStatus.COMPLETED, (0.3,), 2, curve),
         TrialResult(JobStatus.COMPLETED, (0.1,), 2, curve),
-        TrialResult(JobStatus.PRUNED, (0.6,), 2, curve),
+        TrialResult(JobStatus.PRUNED, None, 2, ((1, 0.9), (2, 0.7))),
         TrialResult(JobStatus.FAILED, None, None),
-        TrialResult(JobStatus.ABORTED, (0.5,), 2, curve),
+        TrialResult(JobStatus.ABORTED, (0.5,), 2, curve, reason=TIME_LIMIT),  # a value from an older store
         TrialResult(JobStatus.ABORTED, None, None),
         TrialResult(JobStatus.COMPLETED, None, None),
+        TrialResult(JobStatus.ABORTED, (0.01,), 2, curve, interrupted=True),  # forgotten: not restored
     ]
     records = [TrialRecord(f"old{i}", s.params, r) for i, (s, r) in enumerate(zip(old, results))]
-    records.append(TrialRecord("rerun", old[7].params, None))
+    records.append(TrialRecord("rerun", old[8].params, None))
     resumed = make(SPACE, seed=0)
     resumed.restore(records)
 
     trials = resumed.study.trials
-    assert [t.user_attrs[JOB_ID_ATTR] for t in trials] == [r.trial_id for r in records]
+    kept = [r for r in records if r.trial_id != "old7"]
+    assert [t.user_attrs[JOB_ID_ATTR] for t in trials] == [r.trial_id for r in kept]
     assert [t.state for t in trials] == [
         TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-        TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING,
+        TrialState.FAIL, TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING,
     ]
-    assert [t.value for t in trials[:3]] == [0.3, 0.1, 0.6]
+    assert [t.value for t in trials[:3]] == [0.3, 0.1, 0.7]
+    assert trials[4].values is None and trials[4].user_attrs[REASON_ATTR] == TIME_LIMIT
     assert trials[0].intermediate_values == {1: 0.9, 2: 0.6}
-    for t, r in zip(trials, records):
+    for t, r in zip(trials, kept):
         assert resumed.mapping.encode(r.params)[0] == t.params  # the same Optuna parameters
     assert resumed.study.best_trial.user_attrs[JOB_ID_ATTR] == "old1"
 
@@ -431,6 +621,24 @@ def test_restore_rebuilds_finished_and_pending_trials() -> None:
     assert resumed.study.best_trial.user_attrs[JOB_ID_ATTR] == "rerun"
     more = run(resumed, 4, prefix="new")
     assert len(resumed.study.trials) == 12 and all(s.params for s in more)
+
+
+def test_a_configuration_already_tried_is_drawn_again() -> None:
+    """NSGA-II copies its elite parents: a resumed study must still not re-run what the store holds.
+    Each repeat is drawn again; its trial is FAIL (no sampler reads it) and marked as a duplicate."""
+    space = [UniformIntegerParameterRange("a", 0, 1000), UniformIntegerParameterRange("b", 0, 1000)]
+    opts: dict[str, Any] = {"sampler": "nsga2", "sampler_options": {"population_size": 4}, "pruner": "none"}
+    first = run(make(space, seed=3, **opts), 12)
+    resumed = make(space, seed=3, **opts)
+    resumed.restore([TrialRecord(f"old{i}", s.params, done(float(i))) for i, s in enumerate(first)])
+    again = run(resumed, 12, prefix="new")
+    old = {(s.params["a"], s.params["b"]) for s in first}
+    new = [(s.params["a"], s.params["b"]) for s in again]
+    assert not old & set(new) and len(set(new)) == len(new)
+    dropped = [t for t in resumed.study.trials if t.user_attrs.get(DUPLICATE_ATTR)]
+    assert dropped, "NSGA-II with 4 elite parents repeats some of them; the test expects redraws"
+    assert all(t.state is TrialState.FAIL and JOB_ID_ATTR not in t.user_attrs for t in dropped)
+    assert all((t.params["a"], t.params["b"]) in old | set(new) for t in dropped)
 
 
 def test_a_resumed_tpe_learns_from_the_restored_trials() -> None:

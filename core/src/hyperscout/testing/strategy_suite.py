@@ -268,9 +268,9 @@ class StrategyTestSuite:
 
     def test_results_steer_the_search(self) -> None:
         """For a strategy that declares ``learns_from_results``, ``tell`` must change later suggestions."""
-        if not self.strategy_class.learns_from_results:
-            return
         space = SearchSpace((UniformParameterRange("x", 0.0, 1.0), UniformParameterRange("y", 0.0, 1.0)))
+        if not self.make(space, seed=11).learns_from_results:  # an instance may say so (a random sampler)
+            return
 
         def run(sign: float) -> list[dict[str, Any]]:
             strategy = self.make(space, seed=11)

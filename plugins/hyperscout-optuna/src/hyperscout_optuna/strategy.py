@@ -4,6 +4,24 @@ The engine owns processes, limits and the store; this class only translates. Eac
 is one Optuna trial (its job id is kept in the trial's user attribute ``hyperscout_job_id``).
 Intermediate values of the primary objective go to ``trial.report`` and Optuna's pruner decides;
 on resume the store's trials are rebuilt into the study so the sampler sees the whole history.
+
+How each outcome of :class:`~hyperscout.TrialResult` becomes an Optuna state is one rule,
+:meth:`OptimizerOptuna._outcome`, used by ``tell`` and ``restore`` alike:
+
+=====================  ===========  ==========================================================
+hyperscout             Optuna       values / intermediate values
+=====================  ===========  ==========================================================
+completed              COMPLETE     the final values; intermediate up to the stop point
+pruned                 PRUNED       none told: Optuna takes the last intermediate value up to
+                                    the prune point; nothing reported after it reaches Optuna
+aborted (time limit)   FAIL         none: running out of time says the job is slow, not bad
+aborted (interrupted)  FAIL         none; marked ``hyperscout_interrupted`` and never restored
+failed                 FAIL         none
+=====================  ===========  ==========================================================
+
+FAIL is the one finished state that no Optuna sampler (TPE, CMA-ES, GP, QMC, NSGA-II/III) and
+no median/percentile pruner reads, which is what "forget an interrupted result" needs; it is
+also what Optuna's own ``optimize`` records for a trial stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,8 +32,11 @@ import logging
 import math
 import random
 import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from hyperscout import (
     EXHAUSTED,
@@ -38,8 +59,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.pruners import BasePruner
     from optuna.samplers import BaseSampler
+    from optuna.trial import TrialState
 
-__all__ = ["JOB_ID_ATTR", "PRUNERS", "SAMPLERS", "OptimizerOptuna"]
+__all__ = ["DUPLICATE_ATTR", "INTERRUPTED_ATTR", "JOB_ID_ATTR", "PRUNERS", "REASON_ATTR", "SAMPLERS", "OptimizerOptuna"]
 
 log = logging.getLogger("hyperscout")
 
@@ -69,6 +91,15 @@ _SAMPLER_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 #: user attribute of each Optuna trial holding the hyperscout job id
 JOB_ID_ATTR = "hyperscout_job_id"
+#: user attribute (True) of a trial whose job was interrupted: told FAIL so that nothing learns from it
+INTERRUPTED_ATTR = "hyperscout_interrupted"
+#: user attribute (True) of a trial drawn again because it repeated a configuration already suggested
+DUPLICATE_ATTR = "hyperscout_duplicate"
+#: user attribute of a trial that did not complete: the engine's reason (time limit, exit code, ...)
+REASON_ATTR = "hyperscout_reason"
+#: how many times ``ask`` draws again when the sampler repeats a configuration (NSGA-II copies
+#: its elite parents; TPE and GP can converge on a point of a finite space) before running it anyway
+_REDRAWS = 10
 #: Optuna needs a study name; a fixed one keeps Hyperband's bracket assignment (a hash of the
 #: study name and trial number) reproducible under a seed.
 _STUDY_NAME = "hyperscout"
@@ -149,6 +180,7 @@ def _resume_seed(seed: int | None, n_records: int) -> int | None:
 
 
 def _finite(values: Sequence[Any] | None, n: int) -> list[float] | None:
+    """``n`` finite floats, or None: NaN and infinite objectives make a job ``failed`` (the outcome rule)."""
     if values is None or len(values) != n:
         return None
     out = []
@@ -159,10 +191,22 @@ def _finite(values: Sequence[Any] | None, n: int) -> list[float] | None:
             x = float(v)
         except (TypeError, ValueError):
             return None
-        if math.isnan(x):
+        if not math.isfinite(x):
             return None
         out.append(x)
     return out
+
+
+@attrs.frozen
+class _Outcome:
+    """What Optuna is told about one hyperscout result; ``tell`` and ``restore`` build the same trial from it."""
+
+    state: TrialState
+    #: the values told with COMPLETE (None for every other state: Optuna refuses them)
+    values: list[float] | None = None
+    #: the primary objective's intermediate values up to and including the stop point, first value per step
+    intermediate: dict[int, float] = attrs.field(factory=dict)
+    reason: str | None = None
 
 
 class OptimizerOptuna(SearchStrategy):
@@ -228,12 +272,23 @@ class OptimizerOptuna(SearchStrategy):
             sampler=sampler_obj,
             pruner=pruner_obj,
         )
+        #: random and QMC draws ignore results; per instance, since the sampler is an option
+        self.learns_from_results = not isinstance(  # type: ignore[misc]
+            sampler_obj, (optuna.samplers.RandomSampler, optuna.samplers.QMCSampler)
+        )
         self._trials: dict[str, optuna.Trial] = {}
         self._reported: dict[str, set[int]] = {}
-        self._seen: set[str] = set()
+        #: where this strategy stopped a running trial (its prune point, or its cap) and the verdict it gave:
+        #: reports past that step are not part of the result and never reach Optuna
+        self._stop_at: dict[str, tuple[int, Verdict]] = {}
+        #: each running trial's configuration key, to forget it when the job is interrupted
+        self._keys: dict[str, str] = {}
+        #: configurations suggested or restored (a count each, so that forgetting one keeps its duplicates)
+        self._seen: Counter[str] = Counter()
+        self._space_size = space.size()
         # Without total_max_jobs a finite space ends once every configuration was tried;
         # otherwise the engine's job count ends the study and duplicates may run.
-        self._size = space.size() if settings.total_max_jobs is None else None
+        self._size = self._space_size if settings.total_max_jobs is None else None
 
     # -- option resolution --------------------------------------------------------------------
     def _resolve_sampler(self, choice: Any) -> tuple[str, Callable[..., BaseSampler] | None, BaseSampler]:
@@ -343,17 +398,36 @@ class OptimizerOptuna(SearchStrategy):
     def ask(self, trial_id: str) -> Suggestion | Signal:
         if self._size is not None and len(self._seen) >= self._size:
             return EXHAUSTED
-        trial = self.study.ask()
+        for attempt in range(_REDRAWS + 1):
+            trial = self.study.ask()
+            params = self.mapping.suggest(trial)
+            key = config_key(params)
+            if key not in self._seen or attempt == _REDRAWS or self._tried_everything():
+                break
+            self._drop_duplicate(trial)
         trial.set_user_attr(JOB_ID_ATTR, trial_id)
-        params = self.mapping.suggest(trial)
         self._trials[trial_id] = trial
-        self._seen.add(config_key(params))
+        self._keys[trial_id] = key
+        self._seen[key] += 1
         return Suggestion(params)
+
+    def _tried_everything(self) -> bool:
+        return self._space_size is not None and len(self._seen) >= self._space_size
+
+    def _drop_duplicate(self, trial: optuna.Trial) -> None:
+        """A repeated configuration is not run: its trial is told FAIL, which no sampler learns from."""
+        from optuna.trial import TrialState
+
+        trial.set_user_attr(DUPLICATE_ATTR, True)
+        self.study.tell(trial, state=TrialState.FAIL)
 
     def report(self, trial_id: str, iteration: int, value: float) -> Verdict:
         trial = self._trials.get(trial_id)
         if trial is None or self._multi or iteration < 0:
             return Verdict.CONTINUE
+        stop = self._stop_at.get(trial_id)
+        if stop is not None and iteration > stop[0]:
+            return stop[1]  # past the stop point (prune or cap): not part of the result, never reaches Optuna
         steps = self._reported.setdefault(trial_id, set())
         if iteration not in steps:  # Optuna keeps the first value of a step (and warns on repeats)
             steps.add(iteration)
@@ -362,44 +436,69 @@ class OptimizerOptuna(SearchStrategy):
             except (TypeError, ValueError) as exc:
                 log.warning("hyperscout: optuna refused %r at iteration %s: %s", value, iteration, exc)
                 return Verdict.CONTINUE
+        if stop is not None:
+            return stop[1]  # a late report from before the stop point: recorded, the verdict stands
         cap = self.settings.max_iteration_per_job
         if cap is not None and iteration >= cap:
+            self._stop_at.setdefault(trial_id, (iteration, Verdict.CONTINUE))
             return Verdict.CONTINUE  # the engine ends the job as completed at its cap; never prune it there
         if self._prunes and iteration >= self._grace and trial.should_prune():
+            self._stop_at[trial_id] = (iteration, Verdict.PRUNE)
             return Verdict.PRUNE
         return Verdict.CONTINUE
 
-    def _outcome(self, result: TrialResult) -> tuple[Any, list[float] | None]:
-        """Map a hyperscout outcome to an Optuna state and values; never raises on missing values."""
+    def _outcome(self, result: TrialResult, stop: int | None = None) -> _Outcome | None:
+        """The outcome rule (``TrialResult``'s table) in Optuna's terms; None for an interrupted result,
+        which says nothing about its configuration. ``stop``: the step where this strategy stopped the job,
+        when it knows it better than the result (values reported after it are dropped)."""
         from optuna.trial import TrialState
 
-        values = _finite(result.values, self._n_objectives)
-        if result.status is JobStatus.PRUNED:
-            return TrialState.PRUNED, None
-        if result.status in (JobStatus.COMPLETED, JobStatus.ABORTED) and values is not None:
-            return TrialState.COMPLETE, values
-        return TrialState.FAIL, None
+        if result.interrupted:
+            return None
+        values = None
+        if result.status is JobStatus.COMPLETED:
+            values = _finite(result.values, self._n_objectives)
+            state = TrialState.COMPLETE if values is not None else TrialState.FAIL  # never reported / NaN
+        elif result.status is JobStatus.PRUNED:
+            state = TrialState.PRUNED
+        else:  # aborted by time_limit_per_job, failed: never a value, even one the result carries
+            state = TrialState.FAIL
+        intermediate: dict[int, float] = {}
+        if not self._multi:  # Optuna records intermediate values for one objective only
+            for it, v in result.intermediate:
+                if v is None or it < 0 or (stop is not None and it > stop):
+                    continue
+                try:
+                    intermediate.setdefault(int(it), float(v))
+                except (TypeError, ValueError):
+                    continue
+        return _Outcome(state, values, intermediate, result.reason if state is not TrialState.COMPLETE else None)
 
     def tell(self, trial_id: str, result: TrialResult) -> None:
         from optuna.trial import TrialState
 
         trial = self._trials.pop(trial_id, None)
         reported = self._reported.pop(trial_id, set())
+        stop = self._stop_at.pop(trial_id, None)
+        key = self._keys.pop(trial_id, None)
         if trial is None:
             return
-        state, values = self._outcome(result)
+        outcome = self._outcome(result, stop[0] if stop is not None else None)
         try:
-            if state is TrialState.PRUNED and not self._multi:
-                # Optuna keeps the last intermediate value as a pruned trial's value: make sure it has them.
-                for it, v in result.intermediate:
-                    if it >= 0 and it not in reported and v is not None:
-                        reported.add(it)
-                        trial.report(float(v), int(it))
-            if state is TrialState.COMPLETE:
-                assert values is not None
-                self.study.tell(trial, values if self._multi else values[0])
+            if outcome is None:
+                self._forget(trial, key, result)
+                return
+            if outcome.reason:
+                trial.set_user_attr(REASON_ATTR, outcome.reason)
+            # what the live reports missed (PRUNED takes the last of them as its value, as in Optuna)
+            for it, v in outcome.intermediate.items():
+                if it not in reported:
+                    trial.report(v, it)
+            if outcome.state is TrialState.COMPLETE:
+                assert outcome.values is not None
+                self.study.tell(trial, outcome.values if self._multi else outcome.values[0])
             else:
-                self.study.tell(trial, state=state)
+                self.study.tell(trial, state=outcome.state)
         except Exception as exc:  # a refused tell must not stop the study
             log.warning("hyperscout: optuna refused the outcome of job %s (%s); recorded as failed", trial_id, exc)
             try:
@@ -407,14 +506,33 @@ class OptimizerOptuna(SearchStrategy):
             except Exception:  # pragma: no cover - the trial is already finished
                 pass
 
+    def _forget(self, trial: optuna.Trial, key: str | None, result: TrialResult) -> None:
+        """An interrupted job says nothing about its configuration: told FAIL without any value (the
+        state every sampler skips) and left out of the configurations tried. On resume it is not
+        restored: its re-run is told under the new job id."""
+        from optuna.trial import TrialState
+
+        if key is not None:
+            self._seen[key] -= 1
+            if self._seen[key] <= 0:
+                del self._seen[key]
+        trial.set_user_attr(INTERRUPTED_ATTR, True)
+        if result.reason:
+            trial.set_user_attr(REASON_ATTR, result.reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+
     # -- resume ----------------------------------------------------------------------------------
     def _frozen(self, record: TrialRecord) -> optuna.trial.FrozenTrial | None:
-        """A finished record as an Optuna trial, or None when it cannot be mapped."""
+        """A finished record as the Optuna trial ``tell`` would have left (the same outcome rule), or
+        None when it cannot be mapped or must be forgotten (an interrupted job)."""
         import optuna
         from optuna.trial import TrialState
 
         assert record.result is not None
         if not record.result.status.finished:
+            return None
+        outcome = self._outcome(record.result)
+        if outcome is None:
             return None
         try:
             params, dists = self.mapping.encode(record.params)
@@ -422,27 +540,26 @@ class OptimizerOptuna(SearchStrategy):
             log.warning("hyperscout: job %s is outside the search space, not restored into optuna: %s",
                         record.trial_id, exc)
             return None
-        state, values = self._outcome(record.result)
-        intermediate: dict[int, float] = {}
-        if not self._multi:
-            for it, v in record.result.intermediate:
-                if it >= 0 and v is not None:
-                    intermediate[int(it)] = float(v)
-        if state is TrialState.PRUNED and not self._multi and intermediate:
-            last = intermediate[max(intermediate)]
+        values = outcome.values
+        if outcome.state is TrialState.PRUNED and outcome.intermediate:
+            last = outcome.intermediate[max(outcome.intermediate)]  # what study.tell(PRUNED) takes
             values = None if math.isnan(last) else [last]
+        user_attrs: dict[str, Any] = {JOB_ID_ATTR: record.trial_id}
+        if outcome.reason:
+            user_attrs[REASON_ATTR] = outcome.reason
         return optuna.trial.create_trial(
-            state=state,
+            state=outcome.state,
             values=values,
             params=params,
             distributions=dists,
-            intermediate_values=intermediate,
-            user_attrs={JOB_ID_ATTR: record.trial_id},
+            intermediate_values=outcome.intermediate,
+            user_attrs=user_attrs,
         )
 
     def restore(self, records: Sequence[TrialRecord]) -> None:
-        """Rebuild the study from the store: finished trials are added with their values, states and
-        intermediate values; a trial about to be re-run is enqueued and asked under its job id."""
+        """Rebuild the study from the store with the same rule as ``tell``: finished trials are added
+        with their states, values and intermediate values; an interrupted one is left out; a trial
+        about to be re-run is enqueued and asked under its job id."""
         if not records:
             return
         if self._sampler_factory is not None:
@@ -453,7 +570,9 @@ class OptimizerOptuna(SearchStrategy):
                      self.sampler_name)
         frozen = []
         for r in records:
-            self._seen.add(config_key(r.params))
+            if r.result is not None and r.result.interrupted:
+                continue  # says nothing about its configuration; its re-run comes as a pending record
+            self._seen[config_key(r.params)] += 1
             if r.result is not None and (t := self._frozen(r)) is not None:
                 frozen.append(t)
         self._mark_generations(frozen)
@@ -477,6 +596,7 @@ class OptimizerOptuna(SearchStrategy):
             trial = self.study.ask()
             self.mapping.suggest(trial)  # takes the enqueued values
             self._trials[r.trial_id] = trial
+            self._keys[r.trial_id] = config_key(r.params)
 
     def _mark_generations(self, frozen: list[optuna.trial.FrozenTrial]) -> None:
         """Genetic samplers (NSGA-II/III) keep each trial's generation in a system attribute that the
