@@ -40,5 +40,5 @@ def test_a_store_from_a_newer_hyperscout_is_refused_untouched(tmp_path) -> None:
 
 def test_not_a_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "hyperscout.sqlite").write_text("this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="is damaged .* restore it from a backup"):
+    with pytest.raises(StoreError, match=r"is damaged .* restore it from a backup"):
         Store(tmp_path)
