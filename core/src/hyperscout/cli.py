@@ -404,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     pg = sub.add_parser("plugins", help="installed strategies and backends")
     pg.add_argument("--json", action="store_true")
     pg.set_defaults(func=cmd_plugins)
+
+    from hyperscout.plugins import plugin_manager
+
+    plugin_manager().hook.hyperscout_register_commands(subparsers=sub)
     return p
 
 

@@ -21,7 +21,8 @@ them by name), so new arguments can be added later without breaking existing plu
 Two kinds of hooks:
 
 * **registration** (``hyperscout_register_*``): called once when the registry is built, to add
-  strategy or backend classes. Built-in ``random``, ``grid`` and ``local`` use them too.
+  strategy or backend classes (or CLI subcommands). Built-in ``random``, ``grid`` and ``local``
+  use them too.
 * **lifecycle** (``hyperscout_study_*``, ``hyperscout_job_*``, ...): called from the engine's
   thread as the study runs. Keep them quick; an exception in one is logged and the study goes on.
   ``study`` is a read-only :class:`hyperscout.engine.StudyView`, ``job`` a
@@ -66,6 +67,20 @@ def hyperscout_register_backends(register: Callable[..., Any]) -> None:
     ``cls.name`` (``backend = "local"`` in a study file, ``backend="local"`` in Python).
 
     :param register: ``register(cls: type[Backend], name: str | None = None) -> None``
+    """
+
+
+@hookspec
+def hyperscout_register_commands(subparsers: Any) -> None:
+    """Add subcommands to the ``hyperscout`` command line (``hyperscout ui`` is one).
+
+    Called once when the CLI builds its parser. ``subparsers`` is the ``argparse`` sub-parser
+    action: ``p = subparsers.add_parser("ui", help=...)``, add arguments, then
+    ``p.set_defaults(func=run)`` where ``run(args) -> int`` is the exit status. Raise
+    :class:`hyperscout.HyperscoutError` for user errors: the CLI prints its one line and exits 2.
+    Import heavy dependencies inside ``run``, not at module level, so ``hyperscout --help`` stays fast.
+
+    :param subparsers: ``argparse._SubParsersAction`` of the ``hyperscout`` parser
     """
 
 

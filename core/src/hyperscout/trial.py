@@ -8,6 +8,12 @@ Transport: each report is one JSON line written with a single ``os.write`` to th
 descriptor in ``HYPERSCOUT_REPORT_FD`` (a pipe the local backend reads, so reports arrive as
 events, not by polling) or appended to the file in ``HYPERSCOUT_REPORT_FILE`` (for backends
 whose workers share a file system or ship the file back).
+
+How a trial reports belongs to its backend: when neither is set, the first report asks the
+installed *trial reporters* (entry points in the ``hyperscout.trial_reporters`` group, each a
+function returning a ``report(title, series, value, iteration)`` callable when it recognises its
+environment, else ``None``). The ClearML backend's reporter forwards to ClearML's logger inside a
+job a ClearML agent runs, so one script works on every backend. Outside any study it is a no-op.
 """
 
 from __future__ import annotations
@@ -33,6 +39,27 @@ ENV_STUDY = "HYPERSCOUT_STUDY"
 
 _iterations: dict[tuple[str, str], int] = {}
 _checked_fd: dict[tuple[int, str, str], bool] = {}
+REPORTER_GROUP = "hyperscout.trial_reporters"
+_NO_REPORTER = object()
+_reporter: Any = None
+
+
+def _backend_reporter() -> Any:
+    """The first installed trial reporter that recognises this process's environment (looked up once)."""
+    global _reporter
+    if _reporter is None:
+        _reporter = _NO_REPORTER
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=REPORTER_GROUP):
+            try:
+                found = ep.load()()
+            except Exception:  # a broken reporter must not crash the training script
+                continue
+            if found is not None:
+                _reporter = found
+                break
+    return None if _reporter is _NO_REPORTER else _reporter
 
 
 def _fd_is_ours(fd: int) -> bool:
@@ -80,6 +107,11 @@ def report_scalar(title: str, series: str, value: float, iteration: int | None =
     if path:
         with open(path, "ab") as fh:
             fh.write(line)
+        return
+    if not fd:
+        reporter = _backend_reporter()
+        if reporter is not None:
+            reporter(key[0], key[1], value, int(iteration))
 
 
 def get_parameters() -> dict[str, Any]:
