@@ -135,6 +135,10 @@ class Backend(abc.ABC):
     name: ClassVar[str] = ""
     #: whether the backend needs ``poll_interval`` (remote queues) or pushes events (local)
     polls: ClassVar[bool] = False
+    #: a simulating backend keeps its own clock: it defines ``now() -> float`` and
+    #: ``advance(until: float) -> None`` (move the clock to the next event or to ``until``, whichever
+    #: comes first, emitting the events due by then); the engine then never sleeps
+    virtual: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.sink: EventSink | None = None

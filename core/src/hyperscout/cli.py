@@ -185,7 +185,8 @@ def cmd_param_search(args: argparse.Namespace) -> int:
     }
     for flag in ("optimization_time_limit", "compute_time_limit", "pool_period_min", "total_max_jobs",
                  "min_iteration_per_job", "max_iteration_per_job", "time_limit_per_job",
-                 "max_number_of_concurrent_tasks", "time_limit_queued", "max_consecutive_failures"):
+                 "max_number_of_concurrent_tasks", "time_limit_queued", "max_consecutive_failures",
+                 "total_max_iterations"):
         value = getattr(args, flag)
         if value is not None:
             kwargs[flag] = value
@@ -359,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--time-limit-per-job", type=float, help="minutes")
     ps.add_argument("--max-number-of-concurrent-tasks", type=int)
     ps.add_argument("--time-limit-queued", type=float, help="minutes a job may wait in a queue before it is aborted")
+    ps.add_argument("--total-max-iterations", type=int,
+                    help="iterations of the objective summed over all jobs; then no new job starts")
     ps.add_argument("--max-consecutive-failures", type=int,
                     help="stop after this many jobs in a row fail the same way (default 5)")
     ps.add_argument("--local", action="store_true", help="run the jobs locally (the default backend)")

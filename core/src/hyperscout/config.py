@@ -79,11 +79,11 @@ _KEYS = {
     "limits": {
         "total_max_jobs", "max_number_of_concurrent_tasks", "time_limit_per_job", "optimization_time_limit",
         "compute_time_limit", "pool_period_min", "min_iteration_per_job", "max_iteration_per_job",
-        "save_top_k_tasks_only", "time_limit_queued", "max_consecutive_failures",
+        "save_top_k_tasks_only", "time_limit_queued", "max_consecutive_failures", "total_max_iterations",
     },
 }
 _INT_LIMITS = {"total_max_jobs", "max_number_of_concurrent_tasks", "min_iteration_per_job", "max_iteration_per_job",
-               "save_top_k_tasks_only", "max_consecutive_failures"}
+               "save_top_k_tasks_only", "max_consecutive_failures", "total_max_iterations"}
 #: where each optimizer argument belongs in a study file, for "wrong table" errors
 _HOME = {**{k: "limits" for k in _KEYS["limits"]}, "storage": "study", "seed": "study", "study_name": "study",
          "name": "study", "execution_queue": "backend", "queue": "backend", "backend": "backend",

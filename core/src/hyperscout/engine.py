@@ -92,6 +92,9 @@ class Limits:
     #: seconds a job that reached its budget gets to exit by itself before it is signalled
     stop_grace: float = 2.0
     max_consecutive_failures: int | None = 5
+    #: iterations of the primary objective, summed over all jobs; reaching it stops asking
+    #: (running jobs finish their current budget), so strategies compare at equal cost
+    total_max_iterations: int | None = None
 
 
 class _Wake:
@@ -154,7 +157,7 @@ class StudyView:
 
     @property
     def elapsed(self) -> float:
-        return 0.0 if self._e.started_at is None else time.time() - self._e.started_at
+        return 0.0 if self._e.started_at is None else self._e.now() - self._e.started_at
 
     @property
     def deadline(self) -> float | None:
@@ -163,6 +166,15 @@ class StudyView:
     @property
     def end_reason(self) -> str | None:
         return self._e.end_reason
+
+    @property
+    def iterations_used(self) -> int:
+        """Iterations of the primary objective reported so far, summed over jobs (``total_max_iterations``)."""
+        return self._e.iterations_used
+
+    def now(self) -> float:
+        """The study's clock (virtual with a simulating backend)."""
+        return self._e.now()
 
 
 def _failure_kind(reason: str | None) -> str:
@@ -233,7 +245,11 @@ class Engine:
         self.callback = job_complete_callback
         self.deadline = deadline
         self.view = StudyView(self)
-        self.now: Callable[[], float] = time.time
+        #: the backend's clock when it simulates time (``Backend.virtual``), else the wall clock
+        self.virtual = bool(getattr(backend, "virtual", False))
+        self.now: Callable[[], float] = backend.now if self.virtual else time.time  # type: ignore[attr-defined]
+        self.iterations_used = 0
+        self._last_iteration: dict[str, int] = {}
 
         self.events: queue.Queue[BackendEvent | _Wake] = queue.Queue()
         self.jobs: dict[str, Job] = {}
@@ -270,6 +286,8 @@ class Engine:
         self.events.put(_Wake())
 
     def set_deadline(self, deadline: float | None) -> None:
+        if self.virtual and deadline is not None and self.started_at is not None:
+            deadline = self.now() + (deadline - time.time())
         self.deadline = deadline
         self.events.put(_Wake())
 
@@ -308,10 +326,15 @@ class Engine:
         self.resumed = True
         self.store.update_definition(self.name, self.definition)
         jobs = self.store.load_jobs(self.name)
+        primary = self.objectives.primary
         for job in jobs:
             self.jobs[job.id] = job
             self._next_number = max(self._next_number, job.number + 1)
             self._points[job.id] = {(m.title, m.series, m.iteration): i for i, m in enumerate(job.metrics)}
+            history = job.history(primary.title, primary.series)
+            if history:
+                self._last_iteration[job.id] = max(max(i for i, _ in history), 0)
+                self.iterations_used += self._last_iteration[job.id]
         for job in jobs:
             if job.superseded_by is not None:
                 continue
@@ -395,6 +418,8 @@ class Engine:
         if not self._prepared:
             self.prepare()
         self.started_at = self.now()
+        if self.virtual and self.deadline is not None:  # a wall-clock deadline, moved onto the study's clock
+            self.deadline = self.started_at + (self.deadline - time.time())
         failed: BaseException | None = None
         try:
             self.backend.open(self.events.put, poll_interval=self.limits.poll_interval, handle_sink=self._record_handle)
@@ -410,7 +435,11 @@ class Engine:
                 if not self._active and (self._stop_reason is not None or self._asking_done):
                     break
                 try:
-                    item = self.events.get(timeout=self._timeout(self.now()))
+                    if self.virtual:  # simulated time: move the clock to the next event or deadline
+                        self.backend.advance(self.now() + self._timeout(self.now()))  # type: ignore[attr-defined]
+                        item = self.events.get_nowait()
+                    else:
+                        item = self.events.get(timeout=self._timeout(self.now()))
                 except queue.Empty:
                     continue
                 # One transaction per batch of events: a finished job is on disk within
@@ -454,7 +483,10 @@ class Engine:
 
     def _end_reason_natural(self) -> str:
         lim = self.limits.total_max_jobs
-        return "total_max_jobs" if lim is not None and self.launched >= lim else "exhausted"
+        if lim is not None and self.launched >= lim:
+            return "total_max_jobs"
+        budget = self.limits.total_max_iterations
+        return "total_max_iterations" if budget is not None and self.iterations_used >= budget else "exhausted"
 
     def _timeout(self, now: float) -> float:
         wake = [now + min(1.0, self.limits.report_period)]
@@ -494,6 +526,10 @@ class Engine:
                 continue
             lim = self.limits.total_max_jobs
             if lim is not None and self.launched >= lim:
+                self._asking_done = True
+                return
+            budget = self.limits.total_max_iterations
+            if budget is not None and self.iterations_used >= budget:
                 self._asking_done = True
                 return
             job_id = uuid.uuid4().hex[:12]  # the strategy knows the trial by this id from now on
@@ -607,6 +643,10 @@ class Engine:
             return
         if objective is not self.objectives.primary:
             return
+        last = self._last_iteration.get(job.id, 0)
+        if point.iteration > last:
+            self.iterations_used += point.iteration - last
+            self._last_iteration[job.id] = point.iteration
         verdict = self.strategy.report(job.id, point.iteration, point.value)
         cap = job.budget if job.budget is not None else self.limits.max_iteration_per_job
         if verdict is Verdict.PRUNE:
@@ -645,7 +685,8 @@ class Engine:
         if self._stop_reason is None and self.deadline is not None and now >= self.deadline:
             self._stop_reason = "time_limit"
         if self._stop_reason is None and lim.compute_time_limit is not None:
-            used = sum(j.duration or 0.0 for j in self.snapshot() if j.superseded_by is None)
+            used = sum((j.ended or now) - j.started for j in self.snapshot()
+                       if j.superseded_by is None and j.started is not None)
             if used >= lim.compute_time_limit:
                 self._stop_reason = "compute_time_limit"
         if self._stop_reason is not None:

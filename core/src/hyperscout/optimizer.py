@@ -54,6 +54,7 @@ OPTIMIZER_ARGUMENTS = frozenset({
     "optimizer_class", "max_number_of_concurrent_tasks", "execution_queue", "optimization_time_limit",
     "compute_time_limit", "save_top_k_tasks_only", "pool_period_min", "time_limit_per_job", "time_limit_queued",
     "total_max_jobs", "min_iteration_per_job", "max_iteration_per_job", "max_consecutive_failures", "study_name",
+    "total_max_iterations",
     "storage", "backend", "backend_options", "strategy_options", "seed", "metric_patterns", "show_progress",
     "plugin_manager", "auto_connect_task", "always_create_task", "spawn_project",
 })
@@ -98,6 +99,7 @@ class HyperParameterOptimizer:
         max_iteration_per_job: int | None = None,
         time_limit_queued: float | None = None,
         max_consecutive_failures: int | None = 5,
+        total_max_iterations: int | None = None,
         study_name: str | None = None,
         storage: str | Path = ".hyperscout",
         backend: str | type[Backend] | None = None,
@@ -146,6 +148,7 @@ class HyperParameterOptimizer:
             min_iteration_per_job=_positive("min_iteration_per_job", min_iteration_per_job, integer=True, allow_zero=True),
             max_iteration_per_job=_positive("max_iteration_per_job", max_iteration_per_job, integer=True),
             max_consecutive_failures=_positive("max_consecutive_failures", max_consecutive_failures, integer=True),
+            total_max_iterations=_positive("total_max_iterations", total_max_iterations, integer=True),
             save_top_k=None if save_top_k_tasks_only is None or save_top_k_tasks_only <= 0 else int(save_top_k_tasks_only),
             poll_interval=60.0 * _positive("pool_period_min", pool_period_min, allow_none=False),
         )
