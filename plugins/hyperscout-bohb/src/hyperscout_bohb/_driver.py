@@ -8,6 +8,10 @@ hpbandster samples with numpy's *global* random state (``np.random.rand``, scipy
 ``truncnorm.rvs``), which would make two studies in one process disturb each other and make a
 seed meaningless. :meth:`Driver.rng_scope` gives each driver its own stream of numpy's global
 state (swapped lazily when another driver takes over), under a process-wide lock.
+
+Two things hpbandster does not do are added here: a configuration is started afresh only once
+(:meth:`Driver._sample` redraws one that already ran; only promotions run it again), and a job
+can be handed back to its rung unrun (:meth:`Driver.release`, for an interrupted job).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from hpbandster.optimizers.config_generators.bohb import BOHB as BOHBGenerator
 from hpbandster.optimizers.config_generators.random_sampling import RandomSampling
 from hpbandster.optimizers.iterations import SuccessiveHalving
 
+from hyperscout.params import config_key
 from hyperscout_bohb._plan import Bracket
 from hyperscout_bohb._space import SpaceMapping
 
@@ -37,6 +42,11 @@ log = logging.getLogger("hyperscout.bohb")
 _GLOBAL_RNG_LOCK = threading.RLock()
 #: the driver whose stream numpy's global state holds right now (swapped lazily, see rng_scope)
 _holder: list[Driver | None] = [None]
+
+#: model draws of a new configuration before giving up on the model for it (each is 64 candidates)
+_MODEL_DRAWS = 3
+#: then uniform draws before accepting a repeat (the space is then all but used up)
+_RANDOM_DRAWS = 50
 
 
 @attrs.define
@@ -84,6 +94,8 @@ class Driver:
         self.open: list[Any] = []
         #: how many new configurations came from the model and how many were random
         self.picks = {"model": 0, "random": 0}
+        #: keys of every configuration started so far (sampled, or restored from the store)
+        self.seen: set[str] = set()
 
     def reseed(self, configspace_seed: int, numpy_seed: int) -> None:
         """Start fresh random streams (a resumed study must not replay the first run's draws)."""
@@ -128,10 +140,33 @@ class Driver:
             finally:
                 self._scope_owner = None
 
+    def remember(self, config: dict[str, Any]) -> bool:
+        """Mark a configuration as started; False if it already was."""
+        k = config_key(self.mapping.decode(config))
+        if k in self.seen:
+            return False
+        self.seen.add(k)
+        return True
+
     def _sample(self, budget: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        config, info = self.generator.get_config(budget)
-        self.picks["model" if info.get("model_based_pick") else "random"] += 1
-        return dict(config), dict(info)
+        """A new configuration for a rung, never one that already ran (while the space has others).
+
+        On an integer or categorical axis BOHB's density ratio peaks on a good point it has already
+        run, and rounding lands on it exactly: the same job again, a wasted run. So a repeat is
+        redrawn from the model, then uniformly; only when every draw repeats (a small space used
+        up) is the repeat run. Promotions do not come through here: they re-run on purpose.
+        """
+        for _ in range(_MODEL_DRAWS):
+            config, info = self.generator.get_config(budget)
+            if self.mapping.searched == 0 or self.remember(config):
+                self.picks["model" if info.get("model_based_pick") else "random"] += 1
+                return dict(config), dict(info)
+        for _ in range(_RANDOM_DRAWS):
+            config = dict(self.mapping.configspace.sample_configuration())
+            if self.remember(config):
+                break
+        self.picks["random"] += 1
+        return dict(config), {"model_based_pick": False, "redrawn": True}
 
     def open_bracket(self, plan: Bracket, serial: int) -> Any:
         """Start a successive-halving iteration shaped like ``plan`` (``serial`` numbers its configs)."""
@@ -168,6 +203,13 @@ class Driver:
         datum.status = "RUNNING"
         it.num_running += 1
         return Slot(it, config_id, config, float(datum.budget), it.stage)
+
+    def release(self, slot: Slot) -> None:
+        """Hand a running job back to its rung, unrun: nothing is recorded, and the rung's next
+        job is that same configuration at that same budget (an interrupted job, see the strategy)."""
+        datum = slot.bracket.data[slot.config_id]
+        datum.status = "QUEUED"
+        slot.bracket.num_running -= 1
 
     def finish(self, slot: Slot, loss: float) -> None:
         """Record a job's loss (``inf`` for a failed one) in its bracket and in the model."""

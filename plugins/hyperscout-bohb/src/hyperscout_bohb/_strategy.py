@@ -5,10 +5,27 @@ running jobs (a rung is compared as a whole before anyone is promoted); a new br
 soon as the previous one is done, forever, so the engine's ``total_max_jobs`` is what ends the
 study. hpbandster and ConfigSpace are imported on first construction, not when the plugin is
 discovered, so listing strategies stays fast.
+
+Results follow :class:`~hyperscout.strategy.TrialResult`'s outcome rule:
+
+==========================  ===================================================================
+outcome                     what BOHB / Hyperband / SH do with it
+==========================  ===================================================================
+completed                   loss = ``values[0]`` (negated for ``max``), never an intermediate
+failed                      hpbandster's crashed run (``loss=None``, taken as ``inf``): never
+                            promoted, the worst observation for the model
+aborted (time limit)        the same as failed
+pruned                      the same as failed (these strategies never answer ``PRUNE``; a
+                            rung budget stops a job as *completed*)
+aborted, ``interrupted``    nothing: the job is handed back to its rung unrun, so neither the
+                            model nor the promotions see it and the rung's next job is that
+                            same configuration; on resume it is re-run (see ``restore``)
+==========================  ===================================================================
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -29,13 +46,17 @@ from hyperscout_bohb import _plan
 
 __all__ = ["Hyperband", "OptimizerBOHB", "SuccessiveHalvingSearch", "loss_of"]
 
+log = logging.getLogger("hyperscout.bohb")
+
 
 def loss_of(result: TrialResult | None, maximize: bool) -> float:
     """hpbandster's loss (lower is better) of a finished trial.
 
-    Only a *completed* job with a finite value counts; failed, aborted (a per-job time limit
-    included) and pruned jobs get ``inf``, hpbandster's "crashed" marker: never promoted, and the
-    worst observation for the model.
+    Only a *completed* job with a finite value counts, and only through ``values`` (the engine
+    cuts it at the stop point; the history may run on past it); failed, aborted for time and
+    pruned jobs get ``inf``, hpbandster's "crashed" marker: never promoted, and the worst
+    observation for the model. An ``interrupted`` result has no loss at all: callers drop it
+    before asking (:meth:`_BracketSearch.tell`, :meth:`_BracketSearch.restore`).
     """
     if result is None or result.status is not JobStatus.COMPLETED or result.value is None:
         return math.inf
@@ -229,7 +250,17 @@ class _BracketSearch(SearchStrategy):
         if slot is None:
             self._orphans.discard(trial_id)
             return
-        self.driver.finish(slot, loss_of(result, self._maximize))
+        if result.interrupted:
+            # The study is stopping: the job says nothing about its configuration. Recording it
+            # (even as crashed) would close the rung without it and cost it its promotion, so
+            # it goes back to the rung unrun; the engine re-runs it, and tells it, on resume.
+            self.driver.release(slot)
+            return
+        loss = loss_of(result, self._maximize)
+        if not math.isfinite(loss):
+            log.debug("hyperscout-bohb: trial %s counts as crashed (%s: %s)", trial_id, result.status.value,
+                      result.reason or "no value")
+        self.driver.finish(slot, loss)
 
     def pending(self) -> dict[str, tuple[int, int, float]]:
         """Running trials: ``{trial_id: (bracket index, rung, budget)}`` (for displays and tests)."""
@@ -253,10 +284,14 @@ class _BracketSearch(SearchStrategy):
         """Rebuild the model from finished trials; resume interrupted ones in fresh brackets.
 
         Every finished trial whose budget is one of this schedule's rungs is fed to the config
-        generator in store order (failed ones as ``inf``), so BOHB's densities are those of the
-        first run. Brackets themselves are not resumed: the schedule restarts at its first
-        bracket, and the random streams are re-seeded from ``(seed, number of records)``. An interrupted trial (``result is None``) joins the first rung of a new bracket
-        that starts at its budget, as a running job; the engine tells its result later.
+        generator in store order, by the rule of :meth:`tell` (failed, aborted for time and
+        pruned as ``inf``; a result marked ``interrupted`` not at all: it says nothing, and its
+        re-run comes as a pending record), so BOHB's densities are those of the first run. Every
+        configuration in the store counts as started and is not sampled afresh again. Brackets
+        themselves are not resumed: the schedule restarts at its first bracket, and the random
+        streams are re-seeded from ``(seed, number of records)``. A pending trial (``result is
+        None``, a re-run) joins the first rung of a new bracket that starts at its budget, as a
+        running job; the engine tells its result later.
         """
         if records:
             # Fresh, still seeded, random streams: do not replay the draws of the first run.
@@ -264,10 +299,14 @@ class _BracketSearch(SearchStrategy):
             self.rng.seed(salt.random() if self.settings.seed is not None else None)
             self.driver.reseed(self.rng.randrange(2**31), self.rng.randrange(2**31))
         for r in records:
+            if r.result is not None and r.result.interrupted:
+                continue
+            config = self.mapping.encode(r.params)
+            if config is not None:
+                self.driver.remember(config)
             if r.result is None:
                 continue
             budget = self._budget_of(r.params, r.budget if r.budget is not None else r.result.budget)
-            config = self.mapping.encode(r.params)
             if budget is None or config is None:
                 continue
             self.driver.observe(config, float(budget), loss_of(r.result, self._maximize))
