@@ -9,8 +9,10 @@ import argparse
 import csv
 import io
 import json
+import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from hyperscout.errors import ConfigError, HyperscoutError, PluginNotFoundError, UnsupportedError
 
 EXIT_USAGE = 2
+STORAGE_HELP = "the store's directory or .sqlite file (default: $HYPERSCOUT_STORAGE, else .hyperscout)"
 #: the study ended without a single ranked job (every job failed, or never reported the objective)
 EXIT_NO_RESULT = 1
 
@@ -176,7 +179,7 @@ def cmd_param_search(args: argparse.Namespace) -> int:
         "objective_metric_sign": args.objective_metric_sign,
         "optimizer_class": optimizer,
         "execution_queue": args.queue,
-        "storage": args.storage,
+        "storage": args.storage or os.environ.get("HYPERSCOUT_STORAGE") or ".hyperscout",
         "study_name": args.study_name or args.task_name,
         "backend": args.backend,
         "seed": args.seed,
@@ -204,6 +207,20 @@ def _open_store(storage: str) -> Any:
     return Store(storage, readonly=True)
 
 
+def _resolve_study(args: argparse.Namespace) -> None:
+    """``STUDY`` may be a study file: its name and storage are used (no --storage to repeat)."""
+    study = getattr(args, "study", None)
+    if study and study.endswith(".toml"):
+        from hyperscout.config import load_study
+
+        cfg = load_study(study)
+        args.study = cfg.name
+        if args.storage is None:
+            args.storage = str(cfg.storage)
+    if args.storage is None:
+        args.storage = os.environ.get("HYPERSCOUT_STORAGE") or ".hyperscout"
+
+
 def _load(storage: str, study: str) -> tuple[Any, list[Any], dict[str, Any]]:
     from hyperscout.objective import Objective, ObjectiveSet
 
@@ -214,6 +231,40 @@ def _load(storage: str, study: str) -> tuple[Any, list[Any], dict[str, Any]]:
         raise ConfigError(f"no study {study!r} in {store.path}; studies there: {names}")
     objectives = ObjectiveSet.of([Objective(**o) for o in info["definition"]["objectives"]])
     return objectives, store.load_jobs(study), info
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a job's output; ``--follow`` keeps printing while the job runs."""
+    from hyperscout.engine import job_dir
+
+    _objectives, jobs, _info = _load(args.storage, args.study)
+    matches = [j for j in jobs if j.id.startswith(args.job) or str(j.number) == args.job]
+    if len(matches) != 1:
+        ids = ", ".join(f"{j.id} (#{j.number})" for j in jobs[:10]) or "none"
+        what = "matches several jobs" if matches else "is not a job of this study"
+        raise ConfigError(f"{args.job!r} {what}; give a job id or number, e.g. {ids}")
+    job = matches[0]
+    store = _open_store(args.storage)
+    name = "stderr" if args.stderr else "stdout"
+    path = Path(getattr(job, f"{name}_path") or job_dir(store, args.study, job.id) / f"{name}.log")
+    if not path.exists():
+        raise ConfigError(f"job {job.id} has no {name} log yet ({path}); it has not started")
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 16)
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                continue
+            if not args.follow:
+                return 0
+            (current,) = [j for j in store.load_jobs(args.study, with_metrics=False) if j.id == job.id]
+            if current.status.finished:
+                rest = fh.read()
+                sys.stdout.buffer.write(rest)
+                sys.stdout.buffer.flush()
+                return 0
+            time.sleep(0.2)  # tail -f: wait for the job to write more
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -366,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this many jobs in a row fail the same way (default 5)")
     ps.add_argument("--local", action="store_true", help="run the jobs locally (the default backend)")
     ps.add_argument("--study-name")
-    ps.add_argument("--storage", default=".hyperscout", help="directory of the store (default .hyperscout)")
+    ps.add_argument("--storage", default=None, help=STORAGE_HELP)
     ps.add_argument("--backend", default=None, help="default: local for --script, the owner of --task-id")
     ps.add_argument("--seed", type=int)
     ps.add_argument("--params-as", default="argparse", choices=["argparse", "hydra", "env", "json"])
@@ -376,33 +427,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="studies in a store, or the jobs of one study")
     st.add_argument("study", nargs="?")
-    st.add_argument("--storage", default=".hyperscout")
+    st.add_argument("--storage", default=None, help=STORAGE_HELP)
     st.set_defaults(func=cmd_status)
 
     top = sub.add_parser("top", help="the best jobs of a study")
     top.add_argument("study")
     top.add_argument("-k", type=int, default=5)
-    top.add_argument("--storage", default=".hyperscout")
+    top.add_argument("--storage", default=None, help=STORAGE_HELP)
     top.set_defaults(func=cmd_top)
 
     ex = sub.add_parser("export", help="every job of a study as JSON or CSV")
     ex.add_argument("study")
     ex.add_argument("--format", choices=["json", "csv"], default="json")
     ex.add_argument("-o", "--output")
-    ex.add_argument("--storage", default=".hyperscout")
+    ex.add_argument("--storage", default=None, help=STORAGE_HELP)
     ex.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("plot", help="objective per job, best so far and parameter plots as a PNG")
     pl.add_argument("study")
     pl.add_argument("-o", "--output", default=None, help="PNG path (default STUDY.png)")
-    pl.add_argument("--storage", default=".hyperscout")
+    pl.add_argument("--storage", default=None, help=STORAGE_HELP)
     pl.set_defaults(func=cmd_plot)
 
     bk = sub.add_parser("backup", help="copy the store (or one study) with SQLite's online backup, safe while it runs")
     bk.add_argument("study", nargs="?", help="keep only this study (default: every study)")
     bk.add_argument("-o", "--output", required=True, help="the new .sqlite file")
-    bk.add_argument("--storage", default=".hyperscout")
+    bk.add_argument("--storage", default=None, help=STORAGE_HELP)
     bk.set_defaults(func=cmd_backup)
+
+    lg = sub.add_parser("logs", help="a job's output (--follow while it runs)")
+    lg.add_argument("study", help="the study's name, or its study file")
+    lg.add_argument("job", help="the job's id (or a prefix of it) or its number")
+    lg.add_argument("--stderr", action="store_true", help="the job's stderr instead of its stdout")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    lg.add_argument("--storage", default=None, help=STORAGE_HELP)
+    lg.set_defaults(func=cmd_logs)
 
     pg = sub.add_parser("plugins", help="installed strategies and backends")
     pg.add_argument("--json", action="store_true")
@@ -417,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if hasattr(args, "storage") and args.func is not cmd_param_search:
+            _resolve_study(args)
         return int(args.func(args) or 0)
     except HyperscoutError as exc:
         print(f"hyperscout: error: {exc}", file=sys.stderr)

@@ -65,6 +65,8 @@ class ConsoleProgress:
     def hyperscout_job_finished(self, study: StudyView, job: Job) -> None:
         dur = f"{job.duration:.1f}s" if job.duration is not None else "-"
         line = f"  job {job.id} #{job.number:<3} {job.status.value:<9} {fmt_values(job.objective_values):>12}  {dur:>7}"
+        if job.budget is not None:
+            line += f"  budget {job.budget:g}"  # a 1-epoch result is never mistaken for a full one
         params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in job.params.items())
         line += f"  {params}"
         if job.status in (JobStatus.FAILED, JobStatus.ABORTED, JobStatus.PRUNED) and job.reason:
@@ -85,3 +87,102 @@ class ConsoleProgress:
     @hookimpl
     def hyperscout_study_ended(self, study: StudyView, reason: str) -> None:
         self._print(f"hyperscout: study {study.name!r} ended ({reason}) · " + progress_line(study))
+
+
+def _eta(done: float, total: float, elapsed: float) -> str:
+    if done <= 0 or total <= done:
+        return "-"
+    return fmt_duration(elapsed * (total - done) / done)
+
+
+class _Board:
+    """What the live view draws, computed from the study at each refresh (rich calls ``__rich__``)."""
+
+    def __init__(self, study: StudyView) -> None:
+        self.study = study
+
+    def __rich__(self) -> object:
+        from rich.console import Group
+        from rich.table import Table
+
+        study = self.study
+        primary = study.objectives.primary
+        table = Table(title=f"study {study.name} · {study.strategy_name} on {study.backend_name}", expand=False)
+        for col in ("job", "#", "status", "parameters", "iteration", primary.key, "budget", "elapsed"):
+            table.add_column(col, overflow="fold" if col == "parameters" else "ellipsis")
+        now = study.now()
+        for job in sorted((j for j in study.jobs if not j.status.finished), key=lambda j: j.number):
+            hist = job.history(primary.title, primary.series)
+            params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in job.params.items())
+            table.add_row(
+                job.id, str(job.number), job.status.value, params, str(hist[-1][0]) if hist else "-",
+                f"{hist[-1][1]:.6g}" if hist else "-", "-" if job.budget is None else f"{job.budget:g}",
+                fmt_duration(now - job.started) if job.started else "-",
+            )
+        lines = [table, progress_line(study)]
+        lim = study.limits
+        c = study.counts()
+        done = c["completed"] + c["failed"] + c["pruned"] + c["aborted"]
+        budgets = []
+        if lim.total_max_jobs:
+            budgets.append(f"jobs {study.launched}/{lim.total_max_jobs} (ETA {_eta(done, lim.total_max_jobs, study.elapsed)})")
+        if lim.total_max_iterations:
+            used = study.iterations_used
+            budgets.append(f"iterations {used}/{lim.total_max_iterations} "
+                           f"(ETA {_eta(used, lim.total_max_iterations, study.elapsed)})")
+        if study.deadline is not None and study.started_at is not None:
+            budgets.append(f"time {fmt_duration(study.elapsed)}/{fmt_duration(study.deadline - study.started_at)}")
+        if budgets:
+            lines.append("budget: " + " · ".join(budgets))
+        return Group(*lines)
+
+
+class LiveProgress(ConsoleProgress):
+    """On a terminal: a live table of the running jobs, the best so far and each budget with an ETA.
+
+    Finished jobs and new bests still print as lines above it, so the scrollback tells the story.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._live: object | None = None
+
+    def _print(self, text: str) -> None:
+        live = self._live
+        if live is not None:
+            live.console.print(text, markup=False, highlight=False)  # type: ignore[attr-defined]
+        else:
+            super()._print(text)
+
+    @hookimpl
+    def hyperscout_study_started(self, study: StudyView, resumed: bool) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        super().hyperscout_study_started(study, resumed)
+        live = Live(_Board(study), console=Console(file=self.stream), refresh_per_second=2, transient=True)
+        live.start()
+        self._live = live
+
+    @hookimpl
+    def hyperscout_study_tick(self, study: StudyView) -> None:
+        """The live table refreshes itself; no status line needed."""
+
+    @hookimpl
+    def hyperscout_study_ended(self, study: StudyView, reason: str) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()  # type: ignore[attr-defined]
+        super().hyperscout_study_ended(study, reason)
+
+
+def make_progress(stream: TextIO | None = None) -> ConsoleProgress:
+    """The live view on a terminal (when rich is installed), plain lines when piped or in CI."""
+    out = stream or sys.stdout
+    if out.isatty():
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            return ConsoleProgress(out)
+        return LiveProgress(out)
+    return ConsoleProgress(out)

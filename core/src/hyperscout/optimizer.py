@@ -292,11 +292,11 @@ class HyperParameterOptimizer:
         backend = self._backend if type(self._backend) is backend_cls else backend_cls(**self._backend_options)
         store = Store(self.storage)
         if self._show_progress:
-            from hyperscout.console import ConsoleProgress
+            from hyperscout.console import make_progress
 
             name = f"console-progress-{id(self)}"
             if self.pm.get_plugin(name) is None:
-                self.pm.register(ConsoleProgress(), name=name)
+                self.pm.register(make_progress(), name=name)
         self._callback = job_complete_callback
         self.optimization_start_time = time.time()
         if self._time_limit_minutes is not None and self._deadline is None:
