@@ -9,11 +9,16 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-HYPERSCOUT = shutil.which("hyperscout") or "hyperscout"
+# the console script installed beside the interpreter running the tests, else the one on PATH
+HYPERSCOUT = shutil.which("hyperscout", path=str(Path(sys.executable).parent)) or shutil.which("hyperscout") or "hyperscout"
+#: Seconds to wait for a condition before failing: a guard against a hang, never a claim about speed.
+GUARD = 60.0
 
 TRAIN = """
 import argparse, time
@@ -59,6 +64,15 @@ step_size = 0.25
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([HYPERSCOUT, *args], cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = GUARD) -> None:
+    """Re-check a real condition (a file, a process) until it holds; fail after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -142,7 +156,7 @@ BAD = [
      "parameters[0]: parameter 'x': unknown type 'UniformRange'"),
     ("study.toml", STUDY.replace("[limits]", "[limits]\nbogus = 1"), "limits.bogus: unknown key"),
     ("study.toml", STUDY.replace('name = "grid"', 'name = "grid"\n[backend]\nname = "dask"'),
-     "backend.name: unknown backend 'dask': installed backends are local; `pip install hyperscout-dask`"),
+     "backend.name: unknown backend 'dask': installed backends are local"),
 ]
 
 
@@ -181,32 +195,49 @@ def test_bad_command_lines_exit_2_with_one_line(project: Path, args: list[str], 
     assert message in out.stderr and out.stderr.count("\n") == 1
 
 
-def test_trial_side_import_stays_light(tmp_path: Path) -> None:
+def test_trial_side_import_stays_light() -> None:
+    # What the import pulls in; how long it takes is measured by bench/import/run.py, not here.
     code = textwrap.dedent("""
-        import sys, time
-        t = time.perf_counter()
+        import sys
         from hyperscout import report_scalar
-        took = time.perf_counter() - t
-        heavy = [m for m in ("numpy", "attrs", "pluggy", "sqlite3", "hyperscout_random", "hyperscout_local") if m in sys.modules]
-        print(heavy, took)
+        print([m for m in ("numpy", "attrs", "pluggy", "sqlite3", "hyperscout_random", "hyperscout_local")
+               if m in sys.modules])
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    heavy, took = out.stdout.rsplit(" ", 1)
-    assert heavy == "[]" and float(took) < 0.05
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=GUARD)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(project: Path) -> None:
     import signal
-    import time
 
-    (project / "train.py").write_text(TRAIN.replace("for i in range", "time.sleep(2.0)\nfor i in range"))
+    hold, started = project / "hold", project / "started"
+    started.mkdir()
+    hold.touch()
+    # While `hold` exists, a trial says it runs (a file in started/) and waits there until it is stopped.
+    (project / "train.py").write_text(TRAIN.replace("for i in range", textwrap.dedent(f"""
+        import os, pathlib
+        if pathlib.Path({str(hold)!r}).exists():
+            pathlib.Path({str(started)!r}, str(os.getpid())).touch()
+            while pathlib.Path({str(hold)!r}).exists():
+                time.sleep(0.05)
+        """) + "for i in range", 1))
     proc = subprocess.Popen([HYPERSCOUT, "run", "study.toml"], cwd=project, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # the first two jobs are running
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        wait_until(lambda: proc.poll() is not None or len(list(started.iterdir())) >= 2,
+                   "the first two jobs to run")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=GUARD)
+    finally:
+        hold.unlink(missing_ok=True)  # on a failure above, lets held trials end instead of lingering
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert "stopping" in err and "run the same command again to resume" in out
+    assert len(list(started.iterdir())) == 2  # nothing else was started while stopping
     status = run("status", "cli", "--storage", "store", cwd=project).stdout
     assert status.count("interrupted: study stopped (stopped)") == 2
     again = run("run", "study.toml", cwd=project)

@@ -1,5 +1,8 @@
 """The local backend: the shared conformance suite (twice: pidfd and waitid wake-ups) plus what is
-specific to local processes: log files, process-group cleanup, reap_stale, latency, options."""
+specific to local processes: log files, process-group cleanup, reap_stale, options.
+
+Every wait here is for an event (a JobExited, a metric, a pipe, a process ending) with a generous
+guard; no test asserts how fast something happens. How fast is for ``bench/``."""
 
 from __future__ import annotations
 
@@ -10,18 +13,30 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from hyperscout import Command, ConfigError, HyperscoutError, JobSpec, MetricPattern, UnsupportedError
-from hyperscout.backend import JobExited, JobStarted
+from hyperscout import Command, ConfigError, HyperscoutError, JobSpec, MetricPattern, Reattached, UnsupportedError
+from hyperscout.backend import JobExited, JobStarted, MetricReported
 from hyperscout.plugins import backends
 from hyperscout.testing.backend_suite import HANG_SCRIPT, BackendTestSuite, Harness, process_alive, wait_dead
 from hyperscout_local import LocalBackend
-from hyperscout_local.backend import DRAIN_TIMEOUT
+from hyperscout_local.backend import find_marked
+
+#: Seconds to wait for an event before failing: a guard against a hang, never a claim about speed.
+GUARD = 60.0
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = GUARD) -> None:
+    """Re-check a real condition (threads, files) that sends no event until it holds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
 
 
 def _running_with_job_id(job_id: str) -> list[int]:
@@ -43,7 +58,7 @@ def _running_with_job_id(job_id: str) -> list[int]:
 @contextmanager
 def local_harness(tmp_path: Path, **options: object) -> Iterator[Harness]:
     """A harness around a LocalBackend built with particular options."""
-    h = Harness(LocalBackend(**options), tmp_path, sys.executable, 30.0)  # type: ignore[arg-type]
+    h = Harness(LocalBackend(**options), tmp_path, sys.executable, GUARD)  # type: ignore[arg-type]
     h.backend.open(h.recorder)
     try:
         yield h
@@ -53,8 +68,33 @@ def local_harness(tmp_path: Path, **options: object) -> Iterator[Harness]:
         h.check_order(job_id)
 
 
+#: Ignores SIGTERM (its child too) but reports that it got one; reports both pids; hangs.
+STUBBORN = """
+    import os, signal, subprocess, sys, time
+    from hyperscout import report_scalar
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # the child inherits the ignore
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    signal.signal(signal.SIGTERM, lambda *_: report_scalar("sig", "term", 1.0, 0))   # noted, not obeyed
+    report_scalar("proc", "child", child.pid, 0)
+    report_scalar("proc", "main", os.getpid(), 0)
+    while True:
+        time.sleep(3600)
+"""
+
+#: Exits at once; with ``--k 1`` it first starts a child that holds stdout open for an hour.
+LEAVES_A_CHILD = """
+    import os, subprocess, sys
+    from hyperscout import report_scalar
+    if sys.argv[-1] == "1":
+        child = subprocess.Popen(["sleep", "3600"])
+        report_scalar("proc", "child", child.pid, 0)
+    os._exit(0)
+"""
+
+
 class TestLocal(BackendTestSuite):
-    abort_timeout = 5.0
+    event_timeout = GUARD
+    abort_timeout = GUARD
 
     @pytest.fixture
     def backend(self) -> LocalBackend:
@@ -62,20 +102,23 @@ class TestLocal(BackendTestSuite):
 
     # -- logs and files -------------------------------------------------------------------------
     def test_logs_are_written_and_current_while_the_job_runs(self, harness: Harness) -> None:
-        script = harness.script("logs.py", """
-            import sys, time
+        go = harness.tmp_path / "go"
+        script = harness.script("logs.py", f"""
+            import os, sys, time
             print("step=1")
             print("a warning", file=sys.stderr, flush=True)
-            time.sleep(0.3)
+            while not os.path.exists({str(go)!r}):   # step 2 only once the test has read the log
+                time.sleep(0.01)
             print("step=2 done")
         """)
         spec = harness.spec(script, {"x": 1}, patterns=[MetricPattern(r"step=(?P<value>\d+)", "s", "step")])
         harness.launch(spec)
-        first = harness.recorder.wait_metric(spec.job_id, "s", "step", 10)
+        first = harness.recorder.wait_metric(spec.job_id, "s", "step", GUARD)
         assert first.value == 1.0
         workdir = Path(spec.workdir)
         assert (workdir / "stdout.log").read_text() == "step=1\n"  # written before it was parsed
-        exited = harness.recorder.wait_exit(spec.job_id, 10)
+        go.touch()
+        exited = harness.recorder.wait_exit(spec.job_id, GUARD)
         assert exited.exit_code == 0 and exited.reason is None
         started = next(e for e in harness.recorder.events(spec.job_id) if isinstance(e, JobStarted))
         assert started.stdout_path == str(workdir / "stdout.log")
@@ -140,75 +183,87 @@ class TestLocal(BackendTestSuite):
     def test_abort_terminates_the_group_with_sigterm_and_leaves_no_process(self, harness: Harness) -> None:
         spec = harness.spec(harness.script("hang.py", HANG_SCRIPT))
         harness.launch(spec)
-        child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", 10).value)
-        main = int(harness.recorder.wait_metric(spec.job_id, "proc", "main", 10).value)
-        t = time.monotonic()
+        child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", GUARD).value)
+        main = int(harness.recorder.wait_metric(spec.job_id, "proc", "main", GUARD).value)
         harness.backend.abort(spec.job_id)
-        exited = harness.recorder.wait_exit(spec.job_id, 5)
-        assert time.monotonic() - t < 1.0
+        exited = harness.recorder.wait_exit(spec.job_id, GUARD)
+        # SIGTERM ended it, not the SIGKILL that kill_grace (2 s) would have sent later
         assert (exited.exit_code, exited.reason) == (-signal.SIGTERM, "killed by SIGTERM")
         assert not os.path.exists(f"/proc/{main}"), "the trial was not reaped (zombie left)"
-        assert wait_dead([child]) == []
+        assert wait_dead([child], GUARD) == []
         assert _running_with_job_id(spec.job_id) == []
+
+    def test_abort_sends_sigterm_and_returns_without_waiting_out_kill_grace(self, tmp_path: Path) -> None:
+        # kill_grace far beyond any guard: a correct abort() returns with the trial alive, SIGKILL pending.
+        with local_harness(tmp_path, kill_grace=3600.0) as h:
+            spec = h.spec(h.script("stubborn.py", STUBBORN))
+            h.launch(spec)
+            child = int(h.recorder.wait_metric(spec.job_id, "proc", "child", GUARD).value)
+            main = int(h.recorder.wait_metric(spec.job_id, "proc", "main", GUARD).value)
+            try:
+                aborting = threading.Thread(target=h.backend.abort, args=(spec.job_id,))
+                aborting.start()
+                aborting.join(GUARD)
+                assert not aborting.is_alive(), "abort() blocked"
+                # the trial notes the SIGTERM and lives on: that note comes, not the job's end
+                first = h.recorder.wait_for(lambda evs: next(
+                    (e for e in evs if e.job_id == spec.job_id and (isinstance(e, JobExited) or (
+                        isinstance(e, MetricReported) and e.point.series == "term"))), None),
+                    GUARD, "the trial to note SIGTERM")
+                assert isinstance(first, MetricReported), first
+                assert process_alive(main) and process_alive(child)
+            finally:
+                try:
+                    os.killpg(main, signal.SIGKILL)  # end it here rather than after the hour of grace
+                except ProcessLookupError:
+                    pass
+            exited = h.recorder.wait_exit(spec.job_id, GUARD)
+            assert (exited.exit_code, exited.reason) == (-signal.SIGKILL, "killed by SIGKILL")
+            assert wait_dead([child], GUARD) == []
 
     def test_sigterm_ignored_escalates_to_sigkill_after_kill_grace(self, tmp_path: Path) -> None:
         with local_harness(tmp_path, kill_grace=0.5) as h:
-            script = h.script("stubborn.py", """
-                import os, signal, subprocess, sys, time
-                from hyperscout import report_scalar
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)   # the child inherits the ignore
-                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-                report_scalar("proc", "child", child.pid, 0)
-                time.sleep(120)
-            """)
-            spec = h.spec(script)
+            spec = h.spec(h.script("stubborn.py", STUBBORN))
             h.launch(spec)
-            child = int(h.recorder.wait_metric(spec.job_id, "proc", "child", 10).value)
+            child = int(h.recorder.wait_metric(spec.job_id, "proc", "child", GUARD).value)
+            h.recorder.wait_metric(spec.job_id, "proc", "main", GUARD)
             t = time.monotonic()
             h.backend.abort(spec.job_id)
-            assert time.monotonic() - t < 0.05, "abort() blocked"
-            exited = h.recorder.wait_exit(spec.job_id, 5)
-            took = time.monotonic() - t
-            assert 0.45 <= took < 1.5, took
+            exited = h.recorder.wait_exit(spec.job_id, GUARD)
+            # a lower bound only (the option's meaning: no SIGKILL before the grace); a slow machine
+            # can only make it longer
+            assert time.monotonic() - t >= h.backend.kill_grace
             assert (exited.exit_code, exited.reason) == (-signal.SIGKILL, "killed by SIGKILL")
-            assert wait_dead([child]) == []
+            assert wait_dead([child], GUARD) == []
 
-    def test_exit_to_event_under_100ms_and_leftover_children_are_killed(self, harness: Harness) -> None:
-        script = harness.script("fast.py", """
-            import os, subprocess, sys, time
-            from hyperscout import report_scalar
-            if sys.argv[-1] == "1":   # leaves a child behind, holding stdout open
-                child = subprocess.Popen(["sleep", "60"])
-                report_scalar("proc", "child", child.pid, 0)
-            report_scalar("t", "exit", time.time(), 0)
-            os._exit(0)
-        """)
+    def test_exit_is_reported_while_a_leftover_child_holds_stdout_and_the_child_is_killed(
+        self, harness: Harness
+    ) -> None:
+        # The leftover child keeps stdout open for an hour: JobExited can only come from the exit
+        # wake-up (then the group kill closes the pipe), never from waiting for end of output.
+        script = harness.script("fast.py", LEAVES_A_CHILD)
         for k in (0, 1, 0, 1):
             spec = harness.spec(script, {"k": k})
             exited = harness.run(spec)
             assert exited.exit_code == 0
-            t_exit = harness.recorder.metrics(spec.job_id, "t", "exit")[0].value
-            latency = harness.recorder.arrival(exited) - t_exit
-            assert latency < 0.1, f"JobExited {latency * 1000:.0f} ms after the process exited"
             if k:
                 child = int(harness.recorder.metrics(spec.job_id, "proc", "child")[0].value)
-                assert wait_dead([child]) == [], "a child outlived its trial"
+                assert wait_dead([child], GUARD) == [], "a child outlived its trial"
 
     def test_a_process_that_left_the_group_cannot_hang_the_job(self, harness: Harness) -> None:
         script = harness.script("daemon.py", """
             import subprocess
             from hyperscout import report_scalar
-            d = subprocess.Popen(["sleep", "60"], start_new_session=True)   # keeps stdout open
+            d = subprocess.Popen(["sleep", "3600"], start_new_session=True)   # keeps stdout open
             report_scalar("proc", "daemon", d.pid, 0)
         """)
         spec = harness.spec(script)
-        t = time.monotonic()
         exited = harness.run(spec)
-        took = time.monotonic() - t
         daemon = int(harness.recorder.metrics(spec.job_id, "proc", "daemon")[0].value)
         try:
             assert exited.exit_code == 0
-            assert took < DRAIN_TIMEOUT + 1.0, took
+            # the job ended while the daemon still holds its stdout: no waiting for end of output
+            assert process_alive(daemon)
         finally:
             os.kill(daemon, signal.SIGKILL)
 
@@ -220,19 +275,17 @@ class TestLocal(BackendTestSuite):
                 h.launch(spec)
             hang = h.spec(h.script("hang.py", HANG_SCRIPT))
             h.launch(hang)
-            h.recorder.wait_metric(hang.job_id, "proc", "main", 10)
-            assert [h.recorder.wait_exit(s.job_id, 10).exit_code for s in specs] == [0] * 4
+            h.recorder.wait_metric(hang.job_id, "proc", "main", GUARD)
+            assert [h.recorder.wait_exit(s.job_id, GUARD).exit_code for s in specs] == [0] * 4
             h.close()  # aborts the hanging job and waits for its watcher
             assert h.recorder.wait_exit(hang.job_id, 0).reason == "killed by SIGTERM"
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end and any(t.name.startswith("hyperscout-local") for t in threading.enumerate()):
-            time.sleep(0.01)
-        assert [t.name for t in threading.enumerate() if t.name.startswith("hyperscout-local")] == []
+        wait_until(lambda: not any(t.name.startswith("hyperscout-local") for t in threading.enumerate()),
+                   "the backend's threads to end")
         with pytest.raises(HyperscoutError, match="closed"):
             h.backend.launch(h.spec(script))
 
-    # -- reap_stale -----------------------------------------------------------------------------
-    def test_reap_stale_kills_a_trial_left_by_a_crashed_optimizer(self, tmp_path: Path) -> None:
+    # -- reattach after a crash of the optimizer ---------------------------------------------------
+    def test_reattach_kills_a_trial_left_by_a_crashed_optimizer(self, tmp_path: Path) -> None:
         # A real optimizer process launches a hanging trial and dies without any cleanup.
         trial = tmp_path / "hang.py"
         trial.write_text(textwrap.dedent(HANG_SCRIPT))
@@ -252,21 +305,26 @@ class TestLocal(BackendTestSuite):
             b.open(sink)
             b.launch(JobSpec("stale-job", "s", {{}}, Command(argv=[sys.executable, "-u", {str(trial)!r}]),
                              {str(tmp_path / "w")!r}))
-            ready.wait(20)
+            ready.wait(60)
             print(got["main"], got["child"], flush=True)
             os._exit(1)   # a crash: no close(), no atexit
         """))
-        out = subprocess.run([sys.executable, str(optimizer)], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, str(optimizer)], capture_output=True, text=True, timeout=2 * GUARD)
         main, child = map(int, out.stdout.split())
         try:
             assert process_alive(main) and process_alive(child), "the orphaned trial should still run"
             backend = LocalBackend()
-            assert backend.reap_stale("other-job", main) is False  # pid matches, job id does not
-            assert backend.reap_stale("stale-job", None) is False
+
+            def spec(job: str) -> JobSpec:
+                return JobSpec(job, "s", {}, Command(argv=[sys.executable]), str(tmp_path / "w"))
+
+            assert backend.reattach(spec("other-job"), None) is Reattached.GONE  # another job's marker
             assert process_alive(main) and process_alive(child)
-            assert backend.reap_stale("stale-job", main) is True
-            assert wait_dead([main, child]) == []
-            assert backend.reap_stale("stale-job", main) is False  # nothing left to end
+            # found by its marker, with no pid: the optimizer may die before it records one
+            assert set(find_marked(["stale-job"])["stale-job"]) == {main, child}
+            assert backend.reattach(spec("stale-job"), None) is Reattached.GONE
+            assert wait_dead([main, child], GUARD) == []
+            assert find_marked(["stale-job"]) == {}  # nothing left to end
         finally:
             for pid in (main, child):
                 try:
@@ -274,11 +332,11 @@ class TestLocal(BackendTestSuite):
                 except ProcessLookupError:
                     pass
 
-    def test_reap_stale_refuses_a_recycled_pid_and_finds_orphaned_group_members(self, tmp_path: Path) -> None:
-        # An unrelated process group leader (as if the trial's pid had been recycled).
+    def test_reattach_never_touches_another_process_and_finds_orphaned_group_members(self, tmp_path: Path) -> None:
+        # An unrelated process (as if the trial's pid had been recycled): another job's marker.
         other = subprocess.Popen(["sleep", "60"], start_new_session=True,
                                  env={**os.environ, "HYPERSCOUT_JOB_ID": "someone-else"})
-        # A stale trial whose main process died but whose child (same group) survived.
+        # A stale trial whose main process died but whose child (same group, same marker) survived.
         stale = subprocess.Popen(
             [sys.executable, "-c", "import subprocess, sys; c = subprocess.Popen(['sleep', '60']); "
              "print(c.pid, flush=True); import time; time.sleep(60)"],
@@ -288,14 +346,13 @@ class TestLocal(BackendTestSuite):
         try:
             assert stale.stdout is not None
             child = int(stale.stdout.readline())
-            backend = LocalBackend()
-            assert backend.reap_stale("job-7", other.pid) is False
-            assert other.poll() is None
             os.kill(stale.pid, signal.SIGKILL)
             stale.wait()
             assert process_alive(child)
-            assert backend.reap_stale("job-7", stale.pid) is True
-            assert wait_dead([child]) == []
+            spec = JobSpec("job-7", "s", {}, Command(argv=[sys.executable]), str(tmp_path / "w"))
+            assert LocalBackend().reattach(spec, None) is Reattached.GONE
+            assert wait_dead([child], GUARD) == []
+            assert other.poll() is None
         finally:
             other.kill()
             other.wait()
@@ -306,7 +363,8 @@ class TestLocal(BackendTestSuite):
 class TestLocalWaitidFallback(BackendTestSuite):
     """The whole suite again with exits learned from a waitid(WNOWAIT) thread instead of a pidfd."""
 
-    abort_timeout = 5.0
+    event_timeout = GUARD
+    abort_timeout = GUARD
 
     @pytest.fixture
     def backend(self) -> LocalBackend:
@@ -314,17 +372,14 @@ class TestLocalWaitidFallback(BackendTestSuite):
         b._use_pidfd = False
         return b
 
-    def test_exit_to_event_latency(self, harness: Harness) -> None:
-        script = harness.script("fast.py", """
-            import os, time
-            from hyperscout import report_scalar
-            report_scalar("t", "exit", time.time(), 0)
-            os._exit(0)
-        """)
-        spec = harness.spec(script)
+    def test_exit_is_learned_from_waitid_not_from_end_of_output(self, harness: Harness) -> None:
+        # The leftover child holds stdout open for an hour, so only the waitid thread's wake-up can
+        # end the job: JobExited arrives and the child was killed with the group.
+        spec = harness.spec(harness.script("fast.py", LEAVES_A_CHILD), {"k": 1})
         exited = harness.run(spec)
-        latency = harness.recorder.arrival(exited) - harness.recorder.metrics(spec.job_id)[0].value
-        assert latency < 0.1
+        assert exited.exit_code == 0
+        child = int(harness.recorder.metrics(spec.job_id, "proc", "child")[0].value)
+        assert wait_dead([child], GUARD) == [], "a child outlived its trial"
 
 
 def test_discovery_through_the_real_entry_point() -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from test_local import local_harness
+from test_local import GUARD, local_harness
 
-from hyperscout.testing.backend_suite import process_alive
+from hyperscout import MetricPattern, Reattached
+from hyperscout.testing.backend_suite import process_alive, wait_dead
 from hyperscout_local import LocalBackend
 from hyperscout_local._warm import comm_marker, script_of
+from hyperscout_local.backend import find_marked
 
 PROBE = """
     import json, os, sys
@@ -68,10 +69,7 @@ def test_the_spare_is_started_ahead_and_gone_after_close(tmp_path: Path) -> None
         h.run(h.spec(script))
         assert h.backend._spare is not None and h.backend._spare.proc.pid != pid
         nxt = h.backend._spare.proc.pid
-    deadline = time.time() + 5
-    while process_alive(nxt) and time.time() < deadline:
-        time.sleep(0.02)
-    assert not process_alive(nxt)
+    assert wait_dead([nxt], GUARD) == []
 
 
 def test_other_commands_start_cold(tmp_path: Path) -> None:
@@ -81,20 +79,23 @@ def test_other_commands_start_cold(tmp_path: Path) -> None:
     assert script_of([sys.executable, "-m", "json.tool"]) is None
 
 
-def test_reap_stale_recognises_a_warm_started_trial(tmp_path: Path) -> None:
+def test_reattach_recognises_a_warm_started_trial_by_its_name(tmp_path: Path) -> None:
     with local_harness(tmp_path) as h:
-        hang = h.script("hang.py", "import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+        hang = h.script("hang.py", "import time\nprint('up 1', flush=True)\ntime.sleep(60)\n")
         h.run(h.spec(h.script("quick.py", "pass\n")))  # leaves a spare behind
-        spec = h.spec(hang)
+        # "up" on stdout becomes a metric event: the script runs (and its log has the line) once it arrives
+        spec = h.spec(hang, patterns=[MetricPattern(r"^up (?P<value>\d+)", "proc", "up")])
         h.launch(spec)
         started = h.recorder.wait_for(lambda ev: [e for e in ev if getattr(e, "job_id", None) == spec.job_id
-                                                  and type(e).__name__ == "JobStarted"], 10, "start")[0]
-        h.recorder.wait_for(lambda ev: Path(spec.workdir, "stdout.log").read_text().startswith("up"), 10, "output")
+                                                  and type(e).__name__ == "JobStarted"], GUARD, "start")[0]
+        h.recorder.wait_metric(spec.job_id, "proc", "up", GUARD)
+        assert Path(spec.workdir, "stdout.log").read_text().startswith("up")
         assert Path(f"/proc/{started.pid}/comm").read_text().strip() == comm_marker(spec.job_id)
-        other = LocalBackend()
-        assert not other.reap_stale("someone-else", started.pid)
-        assert other.reap_stale(spec.job_id, started.pid)
-        h.recorder.wait_exit(spec.job_id, 10)
+        assert find_marked(["someone-else"]) == {}
+        assert find_marked([spec.job_id]) == {spec.job_id: [started.pid]}  # its environ lacks the marker: the name
+        assert LocalBackend().reattach(spec, None) is Reattached.GONE
+        h.recorder.wait_exit(spec.job_id, GUARD)
+        assert find_marked([spec.job_id]) == {}
 
 
 MP_SCRIPT = """

@@ -216,8 +216,9 @@ class Harness:
             assert max(queued) < started[0], f"job {job_id}: JobQueued after JobStarted: {kinds}"
 
 
-def wait_dead(pids: Sequence[int], timeout: float = 3.0) -> list[int]:
-    """Pids still alive after up to ``timeout`` s (signals are delivered asynchronously)."""
+def wait_dead(pids: Sequence[int], timeout: float = 60.0) -> list[int]:
+    """Pids still alive after up to ``timeout`` s (signals are delivered asynchronously; the timeout
+    only guards against a hang)."""
     end = time.monotonic() + timeout
     alive = [p for p in pids if process_alive(p)]
     while alive and time.monotonic() < end:
@@ -303,9 +304,7 @@ class BackendTestSuite:
             report_scalar("validation", "loss", 0.25, 0)
         """)
         spec = harness.spec(script)
-        t = time.monotonic()
         harness.launch(spec)
-        assert time.monotonic() - t < 5.0, "launch() must return at once, not wait for the job"
         exited = harness.recorder.wait_exit(spec.job_id, harness.timeout)
         assert exited.exit_code == 0, exited
         harness.check_order(spec.job_id)
@@ -358,27 +357,41 @@ class BackendTestSuite:
         if self.same_host and started and started[0].stdout_path and os.path.exists(started[0].stdout_path):
             assert "a line without any metric" in Path(started[0].stdout_path).read_text()
 
+    def test_launch_returns_while_the_job_runs(self, harness: Harness) -> None:
+        spec = harness.spec(harness.script("long.py", """
+            import time
+            from hyperscout import report_scalar
+            report_scalar("t", "up", 1.0, 0)
+            time.sleep(3600)
+        """))
+        harness.launch(spec)  # returned: it did not wait for an hour-long job
+        harness.recorder.wait_metric(spec.job_id, "t", "up", harness.timeout)
+        assert not [e for e in harness.recorder.events(spec.job_id) if isinstance(e, JobExited)]
+        harness.backend.abort(spec.job_id)
+        harness.recorder.wait_exit(spec.job_id, self.abort_timeout)
+
     # -- many jobs ----------------------------------------------------------------------------
     def test_jobs_run_concurrently_and_metrics_go_to_their_job(self, harness: Harness) -> None:
+        # Each job reports, then waits for an hour: all of them reporting proves they run at once.
         script = harness.script("sleepy.py", """
-            import sys, time
+            import time
             from hyperscout import get_parameters, report_scalar
-            report_scalar("t", "start", time.time(), 0)
             report_scalar("t", "k", float(get_parameters()["k"]), 0)
-            time.sleep(1.0)
-            report_scalar("t", "end", time.time(), 0)
+            time.sleep(3600)
         """)
         specs = [harness.spec(script, {"k": k}) for k in range(self.concurrency)]
         for spec in specs:
             harness.launch(spec)
-        for spec in specs:
-            assert harness.recorder.wait_exit(spec.job_id, harness.timeout).exit_code == 0
         rec = harness.recorder
         for k, spec in enumerate(specs):
+            assert rec.wait_metric(spec.job_id, "t", "k", harness.timeout).value == float(k)
+        assert not [e for e in rec.events() if isinstance(e, JobExited)], "a job ended before the others started"
+        for spec in specs:
+            harness.backend.abort(spec.job_id)
+        for spec in specs:
+            rec.wait_exit(spec.job_id, self.abort_timeout)
+        for k, spec in enumerate(specs):
             assert [m.value for m in rec.metrics(spec.job_id, "t", "k")] == [float(k)]
-        starts = [rec.metrics(s.job_id, "t", "start")[0].value for s in specs]
-        ends = [rec.metrics(s.job_id, "t", "end")[0].value for s in specs]
-        assert max(starts) < min(ends), "the jobs ran one after another, not at the same time"
 
     # -- failures -----------------------------------------------------------------------------
     def test_crash_gives_a_nonzero_exit_and_the_exception_line(self, harness: Harness) -> None:
@@ -419,13 +432,11 @@ class BackendTestSuite:
         harness.launch(spec)
         child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", harness.timeout).value)
         main = int(harness.recorder.wait_metric(spec.job_id, "proc", "main", harness.timeout).value)
-        t = time.monotonic()
         harness.backend.abort(spec.job_id)
-        assert time.monotonic() - t < 1.0, "abort() must not block until the job is gone"
         exited = harness.recorder.wait_exit(spec.job_id, self.abort_timeout)
         assert exited.exit_code != 0, exited
         if self.same_host:
-            assert wait_dead([main, child], 5.0) == [], "the trial or its child survived abort()"
+            assert wait_dead([main, child]) == [], "the trial or its child survived abort()"
 
     def test_abort_of_unknown_or_finished_jobs_is_a_noop(self, harness: Harness) -> None:
         spec = harness.spec(harness.script("quick.py", "print('done')\n"))
@@ -462,7 +473,7 @@ class BackendTestSuite:
         exited = harness.recorder.wait_exit(spec.job_id, self.abort_timeout)
         assert exited.exit_code != 0
         if self.same_host:
-            assert wait_dead([child], 5.0) == [], "close() left the trial's child running"
+            assert wait_dead([child]) == [], "close() left the trial's child running"
 
     # -- parameters ---------------------------------------------------------------------------
     @pytest.mark.parametrize("style", ["argparse", "hydra", "env", "json"])
