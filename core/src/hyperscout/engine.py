@@ -250,6 +250,8 @@ class Engine:
         self.now: Callable[[], float] = backend.now if self.virtual else time.time  # type: ignore[attr-defined]
         self.iterations_used = 0
         self._last_iteration: dict[str, int] = {}
+        #: running time of finished jobs (``compute_time_limit``), kept as a sum: no scan per event
+        self._compute_done = 0.0
 
         self.events: queue.Queue[BackendEvent | _Wake] = queue.Queue()
         self.jobs: dict[str, Job] = {}
@@ -343,6 +345,8 @@ class Engine:
             elif job.interrupted:
                 self._supersede(job)
         self.launched = sum(1 for j in self.jobs.values() if j.superseded_by is None)
+        self._compute_done = sum(j.ended - j.started for j in self.jobs.values()
+                                 if j.superseded_by is None and j.started is not None and j.ended is not None)
 
     def _supersede(self, job: Job) -> Job:
         """Queue a re-run of ``job``'s configuration under a new id; ``job`` stays in the store, unranked."""
@@ -685,8 +689,7 @@ class Engine:
         if self._stop_reason is None and self.deadline is not None and now >= self.deadline:
             self._stop_reason = "time_limit"
         if self._stop_reason is None and lim.compute_time_limit is not None:
-            used = sum((j.ended or now) - j.started for j in self.snapshot()
-                       if j.superseded_by is None and j.started is not None)
+            used = self._compute_done + sum(now - j.started for j in self._active.values() if j.started is not None)
             if used >= lim.compute_time_limit:
                 self._stop_reason = "compute_time_limit"
         if self._stop_reason is not None:
@@ -745,6 +748,8 @@ class Engine:
         intent = self._stop_intent.pop(job.id, None)
         job.ended = self.now()
         job.exit_code = ev.exit_code
+        if job.started is not None:
+            self._compute_done += job.ended - job.started
         values, iterations = self._objective_values(job)
         missing = [o.key for o in self.objectives if not job.history(o.title, o.series)]
         if intent is not None:
