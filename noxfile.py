@@ -38,8 +38,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("plugin", PLUGINS, ids=PLUGINS)
 def plugins(session: nox.Session, plugin: str) -> None:
-    """One plugin's tests in a fresh environment: core + the local backend + that plugin."""
-    packages = ["./core", "./plugins/hyperscout-local", f"./plugins/{plugin}{_extras(plugin)}"]
+    """One plugin's tests in a fresh environment: core + the built-in plugins + that plugin."""
+    packages = [*BASICS, f"./plugins/{plugin}{_extras(plugin)}"]
     session.install(*dict.fromkeys(packages), "pytest")
     module = plugin.replace("-", "_")
     session.run("python", "-c", f"import {module}")
