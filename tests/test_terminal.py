@@ -93,3 +93,16 @@ def test_logs_status_and_top_without_repeating_the_storage(tmp_path: Path) -> No
     bad = run_cli("logs", "term", "99", env=env)
     assert bad.returncode == 2 and "'99' is not a job of this study" in bad.stderr
 
+
+
+def test_run_detach_returns_at_once_and_the_study_finishes_on_its_own(tmp_path: Path) -> None:
+    from conftest import read_store, wait_for
+
+    study = _project(tmp_path)
+    out = run_cli("run", str(study), "--detach")
+    assert out.returncode == 0 and "runs detached as pid" in out.stdout
+    db = tmp_path / "store" / "hyperscout.sqlite"
+    wait_for(lambda: read_store(db, "SELECT status, owner FROM studies") == [("ended", None)], "the detached run to end")
+    assert len(read_store(db, "SELECT id FROM jobs WHERE status='completed'")) == 3
+    (log,) = (tmp_path / "store" / "runs").glob("term-*.log")
+    assert "study 'term' ended" in log.read_text()

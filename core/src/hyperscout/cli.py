@@ -127,11 +127,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hyperscout.config import load_study
 
     cfg = load_study(args.study)
+    if args.detach:
+        return _detach(args, cfg)
     kwargs = cfg.optimizer_kwargs()
     if args.study_name:
         kwargs["study_name"] = args.study_name
     kwargs["_report_period_min"] = args.report_period
     return _run_optimizer(kwargs, args.top, where=str(cfg.path))
+
+
+def _detach(args: argparse.Namespace, cfg: Any) -> int:
+    """Run the study in its own session: closing the terminal (or a web page) does not stop it."""
+    import subprocess
+
+    name = args.study_name or cfg.name
+    logs = Path(cfg.storage) / "runs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    argv = [sys.executable, "-m", "hyperscout.cli", "run", str(cfg.path), "--top", str(args.top),
+            "--report-period", str(args.report_period)]
+    if args.study_name:
+        argv += ["--study-name", args.study_name]
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    print(f"hyperscout: study {name!r} runs detached as pid {proc.pid}; output in {log_path}; "
+          f"`hyperscout status {cfg.path}` to watch, `kill -INT {proc.pid}` to stop")
+    return 0
 
 
 def _json_arg(flag: str, text: str) -> dict[str, Any]:
@@ -381,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) the study described by a TOML file")
     run.add_argument("study", help="the study file (TOML)")
     run.add_argument("--study-name", help="override [study].name")
+    run.add_argument("--detach", action="store_true",
+                     help="run in the background, in its own session (output in STORAGE/runs/)")
     run.add_argument("--top", type=int, default=5, help="rows of the final table (default 5)")
     run.add_argument("--report-period", type=float, default=0.1, help="minutes between progress lines (default 0.1)")
     run.set_defaults(func=cmd_run)
