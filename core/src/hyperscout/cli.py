@@ -260,7 +260,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from hyperscout.engine import job_dir
 
     _objectives, jobs, _info = _load(args.storage, args.study)
-    matches = [j for j in jobs if j.id.startswith(args.job) or str(j.number) == args.job]
+    matches = [j for j in jobs if str(j.number) == args.job] or [j for j in jobs if j.id.startswith(args.job)]
     if len(matches) != 1:
         ids = ", ".join(f"{j.id} (#{j.number})" for j in jobs[:10]) or "none"
         what = "matches several jobs" if matches else "is not a job of this study"

@@ -29,6 +29,7 @@ the store (:mod:`hyperscout.lease`) and a heartbeat thread keeps it fresh until 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import queue
@@ -250,8 +251,13 @@ class Engine:
         self.now: Callable[[], float] = backend.now if self.virtual else time.time  # type: ignore[attr-defined]
         self.iterations_used = 0
         self._last_iteration: dict[str, int] = {}
-        #: running time of finished jobs (``compute_time_limit``), kept as a sum: no scan per event
+        #: running time of finished jobs (``compute_time_limit``), kept as sums: no scan per event
         self._compute_done = 0.0
+        self._running: set[str] = set()
+        self._running_since = 0.0  # the sum of ``started`` over ``_running``
+        #: (due, job id, "run" | "queue"): per-job deadlines, so a loop costs O(log jobs in flight)
+        self._deadlines: list[tuple[float, str, str]] = []
+        self._stop_broadcast = False
 
         self.events: queue.Queue[BackendEvent | _Wake] = queue.Queue()
         self.jobs: dict[str, Job] = {}
@@ -371,6 +377,8 @@ class Engine:
                 adopted += 1
                 with self._lock:
                     self._active[job.id] = job
+                self._mark_running(job)
+                self._mark_queued(job)
                 continue
             job.status = JobStatus.ABORTED
             job.interrupted = True
@@ -496,14 +504,10 @@ class Engine:
         wake = [now + min(1.0, self.limits.report_period)]
         if self.deadline is not None:
             wake.append(self.deadline)
-        if self.limits.time_limit_per_job is not None:
-            for j in self._active.values():
-                if j.started is not None:
-                    wake.append(j.started + self.limits.time_limit_per_job)
-        if self.limits.time_limit_queued is not None:
-            for j in self._active.values():
-                if j.started is None and j.queued is not None:
-                    wake.append(j.queued + self.limits.time_limit_queued)
+        while self._deadlines and self._deadline_due(self._deadlines[0]) is None:
+            heapq.heappop(self._deadlines)  # stale: the job ended or started
+        if self._deadlines:
+            wake.append(self._deadlines[0][0])
         if self.limits.compute_time_limit is not None and self._active:
             wake.append(now + 0.25)
         for t in self._stop_sent_at.values():
@@ -576,6 +580,7 @@ class Engine:
         job.queued = self.now()
         with self._lock:
             self._active[job.id] = job
+        self._mark_queued(job)
         # Durable before the process exists: a crash from here on leaves a row a resume can find.
         self.store.save_job(job)
         self.store.commit_now()
@@ -587,6 +592,26 @@ class Engine:
                 self._finish(job, JobExited(job.id, self.now(), None, f"launch failed: {type(exc).__name__}: {exc}"))
             return
         self._hook("hyperscout_job_launched", job=job)
+
+    def _mark_running(self, job: Job) -> None:
+        if job.started is None or job.id in self._running:
+            return
+        self._running.add(job.id)
+        self._running_since += job.started
+        if self.limits.time_limit_per_job is not None:
+            heapq.heappush(self._deadlines, (job.started + self.limits.time_limit_per_job, job.id, "run"))
+
+    def _mark_queued(self, job: Job) -> None:
+        if self.limits.time_limit_queued is not None and job.queued is not None and job.started is None:
+            heapq.heappush(self._deadlines, (job.queued + self.limits.time_limit_queued, job.id, "queue"))
+
+    def _deadline_due(self, entry: tuple[float, str, str]) -> Job | None:
+        """The job an entry still applies to (it may have ended, or started since it was queued)."""
+        _due, job_id, kind = entry
+        job = self._active.get(job_id)
+        if job is None or job.id in self._stop_intent or (kind == "queue") != (job.started is None):
+            return None
+        return job
 
     def _record_handle(self, job_id: str, handle: str) -> None:
         job = self.jobs.get(job_id)
@@ -606,6 +631,7 @@ class Engine:
                 return  # an adopted job announced again
             job.status = JobStatus.RUNNING
             job.started = self.now()
+            self._mark_running(job)
             job.pid = item.pid
             job.stdout_path = item.stdout_path or job.stdout_path
             job.stderr_path = item.stderr_path or job.stderr_path
@@ -689,18 +715,21 @@ class Engine:
         if self._stop_reason is None and self.deadline is not None and now >= self.deadline:
             self._stop_reason = "time_limit"
         if self._stop_reason is None and lim.compute_time_limit is not None:
-            used = self._compute_done + sum(now - j.started for j in self._active.values() if j.started is not None)
+            used = self._compute_done + len(self._running) * now - self._running_since
             if used >= lim.compute_time_limit:
                 self._stop_reason = "compute_time_limit"
-        if self._stop_reason is not None:
+        if self._stop_reason is not None and not self._stop_broadcast:
+            self._stop_broadcast = True  # once: no job starts after the study stops
             for job in list(self._active.values()):
                 self._stop(job, JobStatus.ABORTED, f"interrupted: study stopped ({self._stop_reason})", True)
-        for job in list(self._active.values()):
-            if lim.time_limit_per_job is not None and job.started is not None \
-                    and now - job.started >= lim.time_limit_per_job:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            entry = heapq.heappop(self._deadlines)
+            job = self._deadline_due(entry)
+            if job is None:
+                continue
+            if entry[2] == "run":
                 self._stop(job, JobStatus.ABORTED, f"exceeded time_limit_per_job ({lim.time_limit_per_job:g} s)")
-            elif lim.time_limit_queued is not None and job.started is None and job.queued is not None \
-                    and now - job.queued >= lim.time_limit_queued:
+            else:
                 where = f"queue {self.queue_name!r}" if self.queue_name else "the backend's queue"
                 self._stop(job, JobStatus.ABORTED, f"waited in {where} longer than time_limit_queued "
                            f"({lim.time_limit_queued:g} s); is a worker serving it?")
@@ -748,6 +777,9 @@ class Engine:
         intent = self._stop_intent.pop(job.id, None)
         job.ended = self.now()
         job.exit_code = ev.exit_code
+        if job.id in self._running:
+            self._running.discard(job.id)
+            self._running_since -= job.started or 0.0
         if job.started is not None:
             self._compute_done += job.ended - job.started
         values, iterations = self._objective_values(job)
