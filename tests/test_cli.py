@@ -156,7 +156,7 @@ BAD = [
      "parameters[0]: parameter 'x': unknown type 'UniformRange'"),
     ("study.toml", STUDY.replace("[limits]", "[limits]\nbogus = 1"), "limits.bogus: unknown key"),
     ("study.toml", STUDY.replace('name = "grid"', 'name = "grid"\n[backend]\nname = "dask"'),
-     "backend.name: unknown backend 'dask': installed backends are local"),
+     "backend.name: unknown backend 'dask': installed backends are local; `pip install hyperscout-dask`"),
 ]
 
 

@@ -151,8 +151,11 @@ def test_unknown_name_lists_installed_and_the_providing_package() -> None:
     if "clearml" not in backends():
         with pytest.raises(PluginNotFoundError, match=r"unknown backend 'clearml'.*`pip install hyperscout-clearml`"):
             backends().get("clearml")
+    if "dask" not in backends():
+        with pytest.raises(PluginNotFoundError, match=r"`pip install hyperscout-dask` provides it"):
+            backends().get("dask")
     with pytest.raises(PluginNotFoundError) as info:  # not built by this repository: no hint
-        backends().get("dask")
+        backends().get("ray")
     assert str(info.value).endswith("installed backends are " + ", ".join(backends().names()))
     with pytest.raises(PluginNotFoundError) as info:  # the hint is for the right kind only
         strategies().get("clearml")

@@ -143,6 +143,7 @@ class Backend(abc.ABC):
     def __init__(self) -> None:
         self.sink: EventSink | None = None
         self.poll_interval: float = 6.0
+        self.max_concurrency: int | None = None
         self._handle_sink: Callable[[str, str], None] | None = None
 
     @classmethod
@@ -163,12 +164,19 @@ class Backend(abc.ABC):
         return False
 
     def open(
-        self, sink: EventSink, *, poll_interval: float = 6.0, handle_sink: Callable[[str, str], None] | None = None
+        self,
+        sink: EventSink,
+        *,
+        poll_interval: float = 6.0,
+        handle_sink: Callable[[str, str], None] | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
-        """Called once before the first launch or reattach: where to send events, how often to poll."""
+        """Called once before the first launch or reattach: where to send events, how often to poll,
+        and how many jobs the engine keeps in flight at most (to size a local cluster)."""
         self.sink = sink
         self.poll_interval = poll_interval
         self._handle_sink = handle_sink
+        self.max_concurrency = max_concurrency
 
     def record_handle(self, job_id: str, handle: str) -> None:
         """Persist the backend's name for a job; durable in the store when this returns."""

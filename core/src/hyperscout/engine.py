@@ -434,7 +434,7 @@ class Engine:
             self.deadline = self.started_at + (self.deadline - time.time())
         failed: BaseException | None = None
         try:
-            self.backend.open(self.events.put, poll_interval=self.limits.poll_interval, handle_sink=self._record_handle)
+            self._open_backend()
             if self.resumed:
                 self._reattach()
             self.store.add_event(self.name, "study_started", data={"resumed": self.resumed})
@@ -470,6 +470,17 @@ class Engine:
             self.end_reason = self._stop_reason or self._end_reason_natural()
             self._close(failed)
         return self.end_reason
+
+    def _open_backend(self) -> None:
+        """Open the backend with what it accepts (a backend written before an argument existed still works)."""
+        import inspect
+
+        offered: dict[str, Any] = {"poll_interval": self.limits.poll_interval, "handle_sink": self._record_handle,
+                                   "max_concurrency": self.limits.max_concurrency}
+        params = inspect.signature(self.backend.open).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            offered = {k: v for k, v in offered.items() if k in params}
+        self.backend.open(self.events.put, **offered)
 
     def _close(self, failed: BaseException | None) -> None:
         """Close the backend and record the end; a second failure here never hides the first."""

@@ -58,6 +58,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("strategy", "skopt"): "hyperscout-skopt",
     ("backend", "local"): "hyperscout-local",
     ("backend", "clearml"): "hyperscout-clearml",
+    ("backend", "dask"): "hyperscout-dask",
 }
 #: ClearML's class names (``--optimizer-class``) map to registry names.
 ALIASES = {
