@@ -23,6 +23,10 @@ PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.tom
 BASICS = ["./core", "./plugins/hyperscout-random", "./plugins/hyperscout-grid", "./plugins/hyperscout-local"]
 
 
+#: plugins whose end-to-end tests drive other plugins of this repository too
+ALSO_NEEDS = {"hyperscout-clearml": ["./plugins/hyperscout-optuna", "./plugins/hyperscout-bohb"]}
+
+
 def _extras(plugin: str) -> str:
     meta = tomllib.loads((ROOT / "plugins" / plugin / "pyproject.toml").read_text())["project"]
     return "[test]" if "test" in meta.get("optional-dependencies", {}) else ""
@@ -39,7 +43,7 @@ def tests(session: nox.Session) -> None:
 @nox.parametrize("plugin", PLUGINS, ids=PLUGINS)
 def plugins(session: nox.Session, plugin: str) -> None:
     """One plugin's tests in a fresh environment: core + the built-in plugins + that plugin."""
-    packages = [*BASICS, f"./plugins/{plugin}{_extras(plugin)}"]
+    packages = [*BASICS, *ALSO_NEEDS.get(plugin, []), f"./plugins/{plugin}{_extras(plugin)}"]
     session.install(*dict.fromkeys(packages), "pytest")
     module = plugin.replace("-", "_")
     session.run("python", "-c", f"import {module}")
@@ -79,6 +83,19 @@ def demo_strategies(session: nox.Session) -> None:
     for name in ("optuna", "bohb", "skopt"):
         study = ROOT / "examples" / "digits" / f"study-{name}.toml"
         session.run("hyperscout", "run", str(study), "--study-name", f"demo-{name}-{stamp}", "--top", "3")
+
+
+@nox.session
+def clearml_live(session: nox.Session) -> None:
+    """The ClearML plugin's tests against a REAL server (CLEARML_API_HOST and keys); not in the default run."""
+    import os
+
+    missing = [k for k in ("CLEARML_API_HOST", "CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY") if not os.environ.get(k)]
+    if missing:
+        session.error(f"set {', '.join(missing)} to run the ClearML tests against a real server")
+    session.install(*BASICS, *ALSO_NEEDS["hyperscout-clearml"], "./plugins/hyperscout-clearml[test]", "pytest")
+    session.run("pytest", "plugins/hyperscout-clearml/tests", "-p", "no:cacheprovider", *session.posargs,
+                env={"HYPERSCOUT_CLEARML_LIVE": "1"})
 
 
 @nox.session

@@ -48,6 +48,7 @@ _LAZY = {
     "JobStarted": "hyperscout.backend",
     "MetricReported": "hyperscout.backend",
     "JobExited": "hyperscout.backend",
+    "BackendLost": "hyperscout.backend",
     "Command": "hyperscout.command",
     "MetricPattern": "hyperscout.capture",
     # plugins
@@ -100,7 +101,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hyperscout.backend import Backend, JobExited, JobQueued, JobSpec, JobStarted, MetricReported, Reattached
+    from hyperscout.backend import (
+        Backend,
+        BackendLost,
+        JobExited,
+        JobQueued,
+        JobSpec,
+        JobStarted,
+        MetricReported,
+        Reattached,
+    )
     from hyperscout.capture import MetricPattern
     from hyperscout.command import Command
     from hyperscout.errors import (

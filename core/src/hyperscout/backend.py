@@ -48,6 +48,7 @@ from hyperscout.job import MetricPoint
 __all__ = [
     "Backend",
     "BackendEvent",
+    "BackendLost",
     "EventSink",
     "JobExited",
     "JobQueued",
@@ -121,7 +122,20 @@ class JobExited:
     reason: str | None = None
 
 
-BackendEvent = Union[JobQueued, JobStarted, MetricReported, JobExited]
+@attrs.frozen
+class BackendLost:
+    """The backend cannot go on (its server stayed unreachable past its retries).
+
+    The study stops at once as *interrupted*, its jobs are left where they run (not aborted, not
+    recorded as failed), and the next run of the study re-attaches them. ``reason`` is one line
+    naming what was lost and what to do.
+    """
+
+    reason: str
+    job_id: str = ""
+
+
+BackendEvent = Union[JobQueued, JobStarted, MetricReported, JobExited, BackendLost]
 EventSink = Callable[[BackendEvent], None]
 
 

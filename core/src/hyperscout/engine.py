@@ -47,6 +47,7 @@ import pluggy
 from hyperscout.backend import (
     Backend,
     BackendEvent,
+    BackendLost,
     JobExited,
     JobQueued,
     JobSpec,
@@ -55,7 +56,7 @@ from hyperscout.backend import (
     Reattached,
 )
 from hyperscout.capture import MetricPattern
-from hyperscout.errors import HyperscoutError, StoreError, StudyConflictError
+from hyperscout.errors import BackendLostError, HyperscoutError, StoreError, StudyConflictError
 from hyperscout.job import Job, JobStatus, MetricPoint
 from hyperscout.lease import Owner
 from hyperscout.objective import ObjectiveSet
@@ -459,6 +460,11 @@ class Engine:
                 with self.store.batch():
                     self._dispatch(item)
                     self._drain()
+        except BackendLostError as exc:
+            # The backend's server is gone: leave its jobs where they run; the next run re-attaches them.
+            failed = exc
+            self._stop_reason = "backend_lost"
+            raise
         except BaseException as exc:
             # A crash of the loop itself (or a full disk): end jobs, then re-raise.
             failed = exc
@@ -634,6 +640,9 @@ class Engine:
     def _dispatch(self, item: BackendEvent | _Wake) -> None:
         if isinstance(item, _Wake):
             return
+        if isinstance(item, BackendLost):
+            self.store.add_event(self.name, "backend_lost", data={"reason": item.reason})
+            raise BackendLostError(item.reason)
         job = self._active.get(item.job_id)
         if job is None:
             return  # late event for a job already recorded

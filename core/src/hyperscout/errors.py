@@ -44,3 +44,7 @@ class StoreError(HyperscoutError):
 
 class StudyLockedError(HyperscoutError):
     """Another live optimizer process owns the study (its lease in the store is fresh)."""
+
+
+class BackendLostError(HyperscoutError):
+    """The execution backend was lost mid-study; its jobs were left running for a resume to re-attach."""

@@ -9,11 +9,24 @@ Differences from ClearML worth knowing (all deliberate):
   with ClearML's documented types (floats and ints; lists when there are several objectives);
 * strategy options that the strategy does not accept are an error, never silently dropped;
 * the study lives in an SQLite store (``storage``): the same ``study_name`` resumes it.
+
+What a backend may take from the optimizer (all optional, so a backend that has none of it works):
+
+* ClearML's server settings ``auto_connect_task``, ``always_create_task`` and ``spawn_project`` reach the
+  backend as options when its class declares them as keyword-only options; otherwise they are warned about;
+* ``connect_arguments(arguments: dict) -> dict``: called before anything is validated, with every argument as
+  given (``optimizer_kwargs`` as one dict); what it returns is used instead. A remote backend stores the study
+  definition on its server there and reads back values edited on the server (a re-run from its UI);
+* ``plan(plan: StudyPlan)``: called at the end of ``__init__`` with the validated study, so that what the
+  backend can only check on its server (parameter names, queues) fails here, before any job exists;
+* a backend instance with ``@hookimpl`` lifecycle methods is registered with the plugin manager while its study
+  runs (reports on a server, server-side archiving).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import logging
 import math
@@ -41,7 +54,7 @@ from hyperscout.results import ranked_jobs
 from hyperscout.store import Store
 from hyperscout.strategy import SearchStrategy, StudySettings
 
-__all__ = ["HyperParameterOptimizer"]
+__all__ = ["HyperParameterOptimizer", "StudyPlan"]
 
 log = logging.getLogger("hyperscout")
 
@@ -60,6 +73,29 @@ OPTIMIZER_ARGUMENTS = frozenset({
 })
 
 
+#: arguments of ClearML's optimizer that belong to a remote backend: forwarded when it declares them
+BACKEND_SETTINGS = ("auto_connect_task", "always_create_task", "spawn_project")
+
+
+@attrs.frozen
+class StudyPlan:
+    """The validated study, as a backend's ``plan()`` sees it before any job exists."""
+
+    study_name: str
+    base_task: Any
+    space: SearchSpace
+    objectives: ObjectiveSet
+    queue: str | None
+    limits: Limits
+    #: whether the strategy reads every intermediate value (it prunes or stops jobs early): a polling
+    #: backend then fetches metric histories, not only the last values. Caps (``limits``
+    #: ``max_iteration_per_job``, a job's ``budget``) need the exact point only once a job reaches them
+    intermediate: bool
+    definition: Mapping[str, Any]
+    #: stdout patterns (``[[metrics]]``) the jobs' output is to be parsed with
+    metric_patterns: tuple[MetricPattern, ...] = ()
+
+
 def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False, allow_none: bool = True) -> Any:
     if value is None and allow_none:
         return None
@@ -69,6 +105,24 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
         tail = " (or None for no limit)" if allow_none else ""
         raise ConfigError(f"{name}={value!r} must be {kind}{tail}")
     return value
+
+
+#: what ``_build`` unpacks, in order (the constructor's arguments minus those that pick the backend)
+_BUILD_ARGUMENTS = (
+    "base_task_id", "hyper_parameters", "objective_metric_title", "objective_metric_series", "objective_metric_sign",
+    "optimizer_class", "max_number_of_concurrent_tasks", "execution_queue", "optimization_time_limit",
+    "compute_time_limit", "save_top_k_tasks_only", "pool_period_min", "time_limit_per_job", "total_max_jobs",
+    "min_iteration_per_job", "max_iteration_per_job", "time_limit_queued", "max_consecutive_failures",
+    "total_max_iterations", "study_name", "storage", "seed", "metric_patterns", "show_progress",
+    "strategy_options", "optimizer_kwargs",
+)
+_ARGUMENT_NAMES = frozenset(_BUILD_ARGUMENTS) | {"backend", "backend_options", "plugin_manager", *BACKEND_SETTINGS}
+
+
+def _keyword_options(cls: type) -> set[str]:
+    """The keyword-only options a class's constructor declares."""
+    params = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 class HyperParameterOptimizer:
@@ -114,14 +168,57 @@ class HyperParameterOptimizer:
         spawn_project: Any = None,
         **optimizer_kwargs: Any,
     ) -> None:
-        for name, value in (("auto_connect_task", auto_connect_task), ("always_create_task", always_create_task),
-                            ("spawn_project", spawn_project)):
-            if value is not None:  # ClearML server settings: said out loud, not silently dropped
-                log.warning("hyperscout: %s=%r is a ClearML server setting and has no effect here; "
-                            "the study is recorded in its store (storage=...)", name, value)
+        arguments = {k: v for k, v in locals().items() if k in _ARGUMENT_NAMES}
+        arguments["optimizer_kwargs"] = dict(optimizer_kwargs)
+        self.pm = plugin_manager or get_plugin_manager()
+        self._backend_cls, self._backend = self._prepare_backend(arguments)
+        connect = getattr(self._backend, "connect_arguments", None)
+        if callable(connect):  # a remote backend's server may hold edited values (a re-run from its UI)
+            arguments = dict(connect(dict(arguments)))
+        self._build(arguments)
+        plan = getattr(self._backend, "plan", None)
+        if callable(plan):
+            plan(StudyPlan(
+                study_name=self.study_name, base_task=self._task, space=self.space, objectives=self.objectives,
+                queue=self.execution_queue, limits=self.limits, intermediate=self._uses_intermediate(),
+                definition=self._definition(self._backend_cls.name), metric_patterns=self.metric_patterns,
+            ))
+
+    def _prepare_backend(self, arguments: Mapping[str, Any]) -> tuple[type[Backend], Backend]:
+        """Pick the backend class (named, or the one that claims ``base_task_id``) and build it with its options."""
+        base_task_id = arguments["base_task_id"]
         if base_task_id is None or (isinstance(base_task_id, str) and not base_task_id.strip()):
             raise ConfigError("base_task_id is missing: give the training script's path, a hyperscout.Command "
                               "or a task id of an installed remote backend")
+        self.base_task_id = base_task_id
+        backend_options = arguments["backend_options"]
+        if backend_options is not None and not isinstance(backend_options, Mapping):
+            raise ConfigError(f"backend_options={backend_options!r} must be a dict of option names to values")
+        self._backend_options = dict(backend_options or {})
+        cls = self._resolve_backend(arguments["backend"])
+        accepted = _keyword_options(cls)
+        for name in BACKEND_SETTINGS:
+            value = arguments[name]
+            if value is None:
+                continue
+            if name in accepted:
+                self._backend_options.setdefault(name, value)
+            else:  # a remote server's setting: said out loud, not silently dropped
+                log.warning("hyperscout: %s=%r is a ClearML server setting and has no effect with backend %r; "
+                            "the study is recorded in its store (storage=...)", name, value, cls.name)
+        return cls, cls(**self._backend_options)  # bad option values fail here
+
+    def _uses_intermediate(self) -> bool:
+        return type(self.optimizer).report is not SearchStrategy.report
+
+    def _build(self, a: Mapping[str, Any]) -> None:
+        """Validate every argument and build the space, objectives, limits and strategy."""
+        (base_task_id, hyper_parameters, objective_metric_title, objective_metric_series, objective_metric_sign,
+         optimizer_class, max_number_of_concurrent_tasks, execution_queue, optimization_time_limit,
+         compute_time_limit, save_top_k_tasks_only, pool_period_min, time_limit_per_job, total_max_jobs,
+         min_iteration_per_job, max_iteration_per_job, time_limit_queued, max_consecutive_failures,
+         total_max_iterations, study_name, storage, seed, metric_patterns, show_progress, strategy_options,
+         optimizer_kwargs) = (a[k] for k in _BUILD_ARGUMENTS)
         self.base_task_id = base_task_id
         self.space = SearchSpace.of(hyper_parameters)
         self.hyper_parameters = list(self.space.parameters)
@@ -176,7 +273,6 @@ class HyperParameterOptimizer:
             raise ConfigError(f"storage={storage!r} must be a directory path (a str or Path), e.g. '.hyperscout'")
         if not isinstance(show_progress, bool):
             raise ConfigError(f"show_progress={show_progress!r} must be True or False")
-        self.pm = plugin_manager or get_plugin_manager()
         self._show_progress = show_progress
         self.study_name = study_name or f"study-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.storage = Path(storage)
@@ -190,11 +286,6 @@ class HyperParameterOptimizer:
                 raise ConfigError(f"{key!r} is an optimizer argument, not a strategy option; pass it to "
                                   "HyperParameterOptimizer itself ([limits] or [study] in a study file)")
         self.optimizer = self._build_strategy(optimizer_class)
-        if backend_options is not None and not isinstance(backend_options, Mapping):
-            raise ConfigError(f"backend_options={backend_options!r} must be a dict of option names to values")
-        self._backend_options = dict(backend_options or {})
-        self._backend_cls = self._resolve_backend(backend)
-        self._backend = self._backend_cls(**self._backend_options)  # bad option values fail here
         self._task = self._backend_cls.base_task(base_task_id)
 
         self._callback: Callable[..., Any] | None = None
@@ -205,6 +296,7 @@ class HyperParameterOptimizer:
         self._time_limit_minutes = _positive("optimization_time_limit", optimization_time_limit)
         self.optimization_start_time: float | None = None
         self._report_period = 5.0 * 60
+        self._backend_hooks: str | None = None
 
     # -- plugin resolution ------------------------------------------------------------------
     def _build_strategy(self, choice: str | type[SearchStrategy] | SearchStrategy) -> SearchStrategy:
@@ -327,6 +419,7 @@ class HyperParameterOptimizer:
             store.close()
             self._engine = None
             raise
+        self._observe_with(backend)
         self._thread = threading.Thread(target=self._run, name=f"hyperscout-{self.study_name}", daemon=True)
         self._thread.start()
         return True
@@ -337,12 +430,24 @@ class HyperParameterOptimizer:
         self._task = self._backend_cls.base_task(self.base_task_id)
         return self.start(job_complete_callback=job_complete_callback)
 
+    def _observe_with(self, backend: Backend) -> None:
+        """A backend with lifecycle hooks (reports on its server) observes the study while it runs."""
+        if any(self.pm.parse_hookimpl_opts(backend, attr) is not None for attr in dir(backend)):
+            name = f"backend-{self.study_name}-{id(backend)}"
+            if self.pm.get_plugin(name) is None:
+                self.pm.register(backend, name=name)
+            self._backend_hooks = name
+
     def _run(self) -> None:
         assert self._engine is not None
         try:
             self._engine.run()
         except BaseException as exc:  # surfaced by wait()/stop()
             self._error = exc
+        finally:
+            name, self._backend_hooks = self._backend_hooks, None
+            if name is not None and self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the study ends (True) or ``timeout`` minutes pass (False)."""
@@ -453,7 +558,8 @@ class HyperParameterOptimizer:
         all_hyper_parameters: bool = False,
         only_completed: bool = False,
     ) -> list[dict[str, Any]]:
-        """``[{"job_id", "task_id", "hyper_parameters", "metrics"}]`` best first.
+        """``[{"job_id", "task_id", "hyper_parameters", "metrics"}]`` best first (``task_id``: the backend's
+        name for the job, a ClearML task id; the job id where the backend has none).
 
         ``metrics`` maps ``"title/series"`` to ``{"metric", "variant", "value", "min_value",
         "max_value", "iteration"}`` (the objectives only, unless ``all_metrics``).
@@ -476,6 +582,6 @@ class HyperParameterOptimizer:
                     "max_value": max(vals), "iteration": hist[-1][0],
                 }
             params = dict(job.params) if all_hyper_parameters else {k: v for k, v in job.params.items() if k in names}
-            out.append({"job_id": job.id, "task_id": job.id, "status": job.status.value,
+            out.append({"job_id": job.id, "task_id": job.handle or job.id, "status": job.status.value,
                         "hyper_parameters": params, "metrics": metrics})
         return out

@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clearml_live import LiveServer, live_requested
 
 from hyperscout_clearml.fake_agent import FakeAgent
 from hyperscout_clearml.fake_server import FakeClearMLServer
+
+#: ``nox -s clearml_live``: the same tests against a real server (see clearml_live.py); fake_only ones are skipped
+LIVE = live_requested()
 
 for _name in ("CLEARML_TASK_ID", "CLEARML_OFFLINE_MODE", "CLEARML_AUTH_TOKEN", "CLEARML_API_DEFAULT_REQ_METHOD"):
     os.environ.pop(_name, None)
@@ -37,6 +41,17 @@ def pytest_configure(config: pytest.Config) -> None:
     """clearml's vendored pyhocon calls pyparsing's deprecated names: noise that says nothing about the fake."""
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pyparsing")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:clearml")
+    config.addinivalue_line("markers", "fake_only: needs the fake server's fault injection or request counts")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against a real server, skip what only the fake can do (and the tests of the fake itself)."""
+    if not LIVE:
+        return
+    skip = pytest.mark.skip(reason="needs the FAKE server (fault injection, request counts or the fake itself)")
+    for item in items:
+        if item.get_closest_marker("fake_only") or item.path.name == "test_fake_server.py":
+            item.add_marker(skip)
 
 
 class _WarningCatcher(logging.Handler):
@@ -58,9 +73,10 @@ def sdk_warnings() -> Iterator[list[str]]:
 
 
 @pytest.fixture(scope="session")
-def fake_clearml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeClearMLServer]:
-    """The session's fake server, with this process's environment pointed at it (HOME left alone)."""
-    server = FakeClearMLServer().start()
+def fake_clearml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's fake server (a real one under ``clearml_live``), with this process's environment pointed at
+    it (HOME left alone)."""
+    server: Any = LiveServer.from_env() if LIVE else FakeClearMLServer().start()
     env = server.env(tmp_path_factory.mktemp("clearml-controller"))
     env.pop("HOME")  # CLEARML_CONFIG_FILE already keeps ~/clearml.conf out; other suites may share this process
     saved = {k: os.environ.get(k) for k in env}
@@ -71,7 +87,8 @@ def fake_clearml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeClear
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    server.stop()
+    if not LIVE:
+        server.stop()
 
 
 @pytest.fixture
@@ -81,6 +98,8 @@ def server(fake_clearml: FakeClearMLServer, sdk_warnings: list[str]) -> Iterator
     sdk_warnings.clear()
     yield fake_clearml
     fake_clearml.clear_faults()
+    if LIVE:
+        return
     parse_failures = [m for m in sdk_warnings if "Failed parsing response" in m]
     assert not parse_failures, parse_failures
     assert not fake_clearml.unsupported, f"endpoints the fake does not implement: {fake_clearml.unsupported}"
@@ -107,14 +126,28 @@ def Task(server: FakeClearMLServer) -> Any:
 @pytest.fixture
 def base_task(server: FakeClearMLServer) -> str:
     """Queue "default" and a base task whose script is the trial script, stored in the task itself."""
-    server.create_queue("default")
+    server.create_queue(server.scoped("default"))
     return server.create_task(
         "base",
-        project="hyperscout-tests",
+        project=server.scoped("hyperscout-tests"),
         script_text=TRIAL_SCRIPT.read_text(encoding="utf-8"),
         entry_point="trial_clearml.py",
         hyperparams=TRIAL_DEFAULTS,
     )
+
+
+@pytest.fixture
+def random_strategy() -> None:
+    """The end-to-end tests search with RandomSearch (hyperscout-random, a sibling distribution)."""
+    pytest.importorskip("hyperscout_random", reason="install ./plugins/hyperscout-random for the end-to-end tests")
+
+
+@pytest.fixture
+def eager_trials(server: FakeClearMLServer, tmp_path: Path) -> dict[str, str]:
+    """Agent ``env`` whose trials send every scalar at once (the SDK waits up to 5 s by default): tests that
+    wait for live metrics (pruning, budgets, the conformance kit) get them sooner."""
+    conf = server.env(tmp_path / "eager-trials", extra_conf="sdk.development.worker.report_event_flush_threshold: 1\n")
+    return {"CLEARML_CONFIG_FILE": conf["CLEARML_CONFIG_FILE"]}
 
 
 @pytest.fixture
@@ -124,7 +157,12 @@ def start_agent(server: FakeClearMLServer) -> Iterator[Callable[..., FakeAgent]]
 
     def start(queue: str = "default", **kwargs: Any) -> FakeAgent:
         kwargs.setdefault("kill_grace", 0.5)
-        agent = FakeAgent(server, queue, **kwargs).start()
+        if LIVE:  # a real server: the agent talks to it by URL, under a name of its own
+            kwargs.update(access_key=server.access_key, secret_key=server.secret_key)
+            kwargs["name"] = server.scoped(kwargs.get("name", "fake-agent"))
+            agent = FakeAgent(server.url, server.scoped(queue), **kwargs).start()
+        else:
+            agent = FakeAgent(server, queue, **kwargs).start()
         agents.append(agent)
         return agent
 

@@ -22,6 +22,12 @@ with real trial scripts that the suite writes into pytest's ``tmp_path``. How to
         same_host = True         # trial pids are visible here: check children really died
         python = sys.executable  # the interpreter that runs the trial scripts
 
+        # optional: where a trial script lives. The default writes it into tmp_path and runs
+        # `python -u <path>` (a Command); a backend whose workers cannot see tmp_path returns its own
+        # base task with the script in it (a task stored on its server), which JobSpec.task carries as is.
+        def make_task(self, harness, name, body):
+            return harness.script(name, body)
+
 ``pytest`` collects the inherited ``test_*`` methods from your subclass. The suite opens the
 backend itself (with a recording sink), closes it after each test and checks on every job it
 launched that events came in contract order: ``JobQueued*``, at most one ``JobStarted`` before
@@ -29,9 +35,11 @@ any ``MetricReported``, and exactly one ``JobExited``, last. Your own backend-sp
 same class can use the ``harness`` fixture (a :class:`Harness`) to write scripts, build
 :class:`~hyperscout.backend.JobSpec`\\ s and wait for events without sleeping.
 
-Requirements on the backend's environment: the trial runs ``python -u <absolute script path>``,
-so the worker must see the test's file system and an interpreter with ``hyperscout`` installed
-(a local cluster or agent is enough).
+Requirements on the backend's environment: by default the trial runs ``python -u <absolute script
+path>``, so the worker must see the test's file system and an interpreter with ``hyperscout``
+installed (a local cluster or agent is enough); override :meth:`BackendTestSuite.make_task` when it
+cannot. Tests that build a command line (stdout patterns, parameter styles, a missing program) are
+about :class:`~hyperscout.Command` tasks; a backend of another kind of task overrides them.
 """
 
 from __future__ import annotations
@@ -143,7 +151,14 @@ class Harness:
 
     _ids = itertools.count()
 
-    def __init__(self, backend: Backend, tmp_path: Path, python: str, timeout: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        tmp_path: Path,
+        python: str,
+        timeout: float,
+        make_task: Callable[[Harness, str, str], Any] | None = None,
+    ) -> None:
         self.backend = backend
         self.tmp_path = tmp_path
         self.python = python
@@ -151,6 +166,13 @@ class Harness:
         self.recorder = Recorder()
         self.launched: list[str] = []
         self.closed = False
+        self._make_task = make_task
+
+    def task(self, name: str, body: str) -> Any:
+        """The base task of a suite test: :meth:`BackendTestSuite.make_task` (a script path by default)."""
+        if self._make_task is None:
+            return self.script(name, body)
+        return self._make_task(self, name, body)
 
     def script(self, name: str, body: str) -> Path:
         """Write a trial script (dedented) and return its absolute path."""
@@ -161,7 +183,7 @@ class Harness:
 
     def spec(
         self,
-        script: Path | str,
+        script: Any,
         params: Mapping[str, Any] | None = None,
         *,
         params_as: str = "argparse",
@@ -172,17 +194,25 @@ class Harness:
         job_id: str | None = None,
         argv: Sequence[str] | None = None,
     ) -> JobSpec:
-        """A job running ``python -u script *args`` (or ``argv`` as given) in a fresh workdir."""
+        """A job running ``python -u script *args`` (or ``argv`` as given) in a fresh workdir.
+
+        ``script`` is a path, or a task :meth:`BackendTestSuite.make_task` returned that is not a
+        path: that task is the job's as is (the command-line arguments do not apply to it).
+        """
         job_id = job_id or f"suite{os.getpid()}x{next(self._ids)}"
-        command = Command(
-            argv=list(argv) if argv is not None else [self.python, "-u", str(script), *args],
-            env=dict(env or {}),
-            params_as=params_as,
-            env_prefix=env_prefix,
-        )
+        task: Any
+        if isinstance(script, (Path, str)) or argv is not None:
+            task = Command(
+                argv=list(argv) if argv is not None else [self.python, "-u", str(script), *args],
+                env=dict(env or {}),
+                params_as=params_as,
+                env_prefix=env_prefix,
+            )
+        else:
+            task = script
         workdir = self.tmp_path / "jobs" / job_id
         workdir.mkdir(parents=True, exist_ok=True)
-        return JobSpec(job_id=job_id, study="suite", params=dict(params or {}), task=command,
+        return JobSpec(job_id=job_id, study="suite", params=dict(params or {}), task=task,
                        workdir=str(workdir), metric_patterns=tuple(patterns))
 
     def launch(self, spec: JobSpec) -> str:
@@ -283,9 +313,18 @@ class BackendTestSuite:
     def backend(self) -> Backend:
         pytest.fail("override the `backend` fixture in your BackendTestSuite subclass")
 
+    def make_task(self, harness: Harness, name: str, body: str) -> Any:
+        """The base task that runs ``body`` (a Python script, dedented) for a suite test.
+
+        The default writes it into the test's ``tmp_path`` and returns its path, so the job is
+        ``python -u <path>``. Override it when the backend's workers do not see that directory: return
+        what the backend's ``JobSpec.task`` expects, with the script inside (a base task on a server).
+        """
+        return harness.script(name, body)
+
     @pytest.fixture
     def harness(self, backend: Backend, tmp_path: Path) -> Iterator[Harness]:
-        h = Harness(backend, tmp_path, self.python, self.event_timeout)
+        h = Harness(backend, tmp_path, self.python, self.event_timeout, make_task=self.make_task)
         backend.open(h.recorder, poll_interval=self.poll_interval)
         try:
             yield h
@@ -298,7 +337,7 @@ class BackendTestSuite:
 
     # -- one job ------------------------------------------------------------------------------
     def test_one_job_runs_to_a_clean_exit_in_order(self, harness: Harness) -> None:
-        script = harness.script("ok.py", """
+        script = harness.task("ok.py", """
             from hyperscout import report_scalar
             print("hello from the trial")
             report_scalar("validation", "loss", 0.25, 0)
@@ -312,7 +351,7 @@ class BackendTestSuite:
         assert kinds == [JobStarted, MetricReported, JobExited]
 
     def test_report_scalar_metrics_arrive_exactly(self, harness: Harness) -> None:
-        script = harness.script("metrics.py", """
+        script = harness.task("metrics.py", """
             from hyperscout import report_scalar
             for i in range(5):
                 report_scalar("train", "loss", 1.0 / (i + 1))          # iterations 0..4 implied
@@ -334,7 +373,7 @@ class BackendTestSuite:
         assert len(rec.metrics(spec.job_id)) == 8
 
     def test_stdout_patterns_become_metrics(self, harness: Harness) -> None:
-        script = harness.script("prints.py", """
+        script = harness.task("prints.py", """
             import sys
             for epoch in range(3):
                 print(f"epoch {epoch}: val_acc={0.5 + epoch / 10}")
@@ -358,7 +397,7 @@ class BackendTestSuite:
             assert "a line without any metric" in Path(started[0].stdout_path).read_text()
 
     def test_launch_returns_while_the_job_runs(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("long.py", """
+        spec = harness.spec(harness.task("long.py", """
             import time
             from hyperscout import report_scalar
             report_scalar("t", "up", 1.0, 0)
@@ -373,7 +412,7 @@ class BackendTestSuite:
     # -- many jobs ----------------------------------------------------------------------------
     def test_jobs_run_concurrently_and_metrics_go_to_their_job(self, harness: Harness) -> None:
         # Each job reports, then waits for an hour: all of them reporting proves they run at once.
-        script = harness.script("sleepy.py", """
+        script = harness.task("sleepy.py", """
             import time
             from hyperscout import get_parameters, report_scalar
             report_scalar("t", "k", float(get_parameters()["k"]), 0)
@@ -395,7 +434,7 @@ class BackendTestSuite:
 
     # -- failures -----------------------------------------------------------------------------
     def test_crash_gives_a_nonzero_exit_and_the_exception_line(self, harness: Harness) -> None:
-        script = harness.script("crash.py", """
+        script = harness.task("crash.py", """
             from hyperscout import report_scalar
             report_scalar("validation", "loss", 1.0, 0)
             print(1 / 0)
@@ -407,7 +446,7 @@ class BackendTestSuite:
         assert [m.value for m in harness.recorder.metrics(spec.job_id)] == [1.0]
 
     def test_exit_code_is_passed_through(self, harness: Harness) -> None:
-        script = harness.script("exit3.py", """
+        script = harness.task("exit3.py", """
             import sys
             sys.exit(3)
         """)
@@ -428,7 +467,7 @@ class BackendTestSuite:
 
     # -- stopping -----------------------------------------------------------------------------
     def test_abort_ends_the_job_and_the_processes_it_started(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("hang.py", HANG_SCRIPT))
+        spec = harness.spec(harness.task("hang.py", HANG_SCRIPT))
         harness.launch(spec)
         child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", harness.timeout).value)
         main = int(harness.recorder.wait_metric(spec.job_id, "proc", "main", harness.timeout).value)
@@ -439,7 +478,7 @@ class BackendTestSuite:
             assert wait_dead([main, child]) == [], "the trial or its child survived abort()"
 
     def test_abort_of_unknown_or_finished_jobs_is_a_noop(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("quick.py", "print('done')\n"))
+        spec = harness.spec(harness.task("quick.py", "print('done')\n"))
         assert harness.run(spec).exit_code == 0
         n = len(harness.recorder.events())
         harness.backend.abort(spec.job_id)
@@ -448,9 +487,9 @@ class BackendTestSuite:
         assert len(harness.recorder.events()) == n
 
     def test_exactly_one_exit_per_job(self, harness: Harness) -> None:
-        ok = harness.spec(harness.script("ok.py", "from hyperscout import report_scalar\nreport_scalar('a', 'b', 1.0)\n"))
-        crash = harness.spec(harness.script("crash.py", "raise SystemExit('bad things')\n"))
-        hang = harness.spec(harness.script("hang.py", HANG_SCRIPT))
+        ok = harness.spec(harness.task("ok.py", "from hyperscout import report_scalar\nreport_scalar('a', 'b', 1.0)\n"))
+        crash = harness.spec(harness.task("crash.py", "raise SystemExit('bad things')\n"))
+        hang = harness.spec(harness.task("hang.py", HANG_SCRIPT))
         for spec in (ok, crash, hang):
             harness.launch(spec)
         harness.recorder.wait_metric(hang.job_id, "proc", "main", harness.timeout)
@@ -466,7 +505,7 @@ class BackendTestSuite:
         assert reason is not None and "bad things" in reason
 
     def test_close_ends_running_jobs(self, harness: Harness) -> None:
-        spec = harness.spec(harness.script("hang.py", HANG_SCRIPT))
+        spec = harness.spec(harness.task("hang.py", HANG_SCRIPT))
         harness.launch(spec)
         child = int(harness.recorder.wait_metric(spec.job_id, "proc", "child", harness.timeout).value)
         harness.close()
@@ -478,7 +517,7 @@ class BackendTestSuite:
     # -- parameters ---------------------------------------------------------------------------
     @pytest.mark.parametrize("style", ["argparse", "hydra", "env", "json"])
     def test_parameters_reach_the_script(self, harness: Harness, style: str) -> None:
-        script = harness.script("params.py", PARAMS)
+        script = harness.task("params.py", PARAMS)
         args = {
             "argparse": ["--tag", "L{layers}"],
             "hydra": ["tag=L{layers}"],

@@ -41,6 +41,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -165,6 +166,7 @@ class _Fault:
     subcode: int = 0
     message: str = "fake server: injected failure"
     hang: float = 0.0
+    worker: str | None = None  # only requests whose worker header contains this
 
 
 class _Context:
@@ -193,6 +195,12 @@ class _HTTPServer(ThreadingHTTPServer):
         with self.sockets_lock:
             self.open_sockets.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a killed process) is not an error of the fake."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def close_open_connections(self) -> None:
         """Break idle keep-alive connections so their handler threads end with the server."""
@@ -336,6 +344,14 @@ class FakeClearMLServer:
         """Base URL, used as API, web and files host alike."""
         return f"http://{self._host}:{self.port}"
 
+    #: tests may assert on request counts (a live server adapter has none)
+    counts_requests = True
+
+    def scoped(self, name: str) -> str:
+        """The queue or project name a test uses for ``name``: itself here; an adapter for a real server makes it
+        unique per test, so the same tests run there (``clearml_live``)."""
+        return name
+
     def env(self, tmpdir: str | Path, *, retries: int = 2, extra_conf: str = "") -> dict[str, str]:
         """Environment a client process needs to talk to this fake; writes ``<tmpdir>/clearml.conf``.
 
@@ -462,24 +478,32 @@ class FakeClearMLServer:
     # ------------------------------------------------------------------ fault injection
 
     def fail_next(
-        self, endpoint: str, times: int = 1, *, status: int = 500, subcode: int = 0, message: str | None = None
+        self,
+        endpoint: str,
+        times: int = 1,
+        *,
+        status: int = 500,
+        subcode: int = 0,
+        message: str | None = None,
+        worker: str | None = None,
     ) -> None:
         """The next ``times`` calls of ``endpoint`` ("*" = any) answer ``status`` with an error envelope.
 
+        ``worker``: only calls whose worker header contains it (fail one client, leave the agent alone).
         Beware: the SDK retries any status above 500 (and 502/503/429 through urllib3) forever or for a long
         time, and a 401 makes it log in again; 500 and 4xx come back to the caller.
         """
         with self._cond:
             msg = message or f"fake server: injected failure of {endpoint}"
-            self._faults.setdefault(endpoint, []).append(_Fault(times, status, subcode, msg))
+            self._faults.setdefault(endpoint, []).append(_Fault(times, status, subcode, msg, worker=worker))
 
-    def hang_next(self, endpoint: str, times: int = 1, *, seconds: float = 30.0) -> None:
+    def hang_next(self, endpoint: str, times: int = 1, *, seconds: float = 30.0, worker: str | None = None) -> None:
         """The next ``times`` calls of ``endpoint`` ("*" = any) wait ``seconds`` before being answered normally.
 
         Use it to test a caller's own timeout; :meth:`release_hangs` or :meth:`stop` ends the waits early.
         """
         with self._cond:
-            self._faults.setdefault(endpoint, []).append(_Fault(times, hang=seconds))
+            self._faults.setdefault(endpoint, []).append(_Fault(times, hang=seconds, worker=worker))
 
     def release_hangs(self) -> None:
         """End every injected hang now (later hangs wait again)."""
@@ -623,7 +647,7 @@ class FakeClearMLServer:
         status, data, subcode, msg = 200, {}, 0, "OK"
         try:
             body = self._parse_body(endpoint, raw, lower.get("content-type", ""))
-            fault = self._take_fault(endpoint)
+            fault = self._take_fault(endpoint, worker)
             if fault is not None and fault.hang:
                 self._release.wait(fault.hang)
             elif fault is not None:
@@ -666,15 +690,15 @@ class FakeClearMLServer:
         except ValueError as err:
             raise ApiError(400, 12, f"validation error: malformed JSON body ({err})") from None
 
-    def _take_fault(self, endpoint: str) -> _Fault | None:
+    def _take_fault(self, endpoint: str, worker: str | None = None) -> _Fault | None:
         with self._cond:
             for key in (endpoint, "*"):
-                queue = self._faults.get(key)
-                if queue:
-                    fault = queue[0]
+                for i, fault in enumerate(self._faults.get(key) or []):
+                    if fault.worker is not None and fault.worker not in (worker or ""):
+                        continue
                     fault.times -= 1
                     if fault.times <= 0:
-                        queue.pop(0)
+                        self._faults[key].pop(i)
                     return fault
         return None
 
@@ -1287,12 +1311,13 @@ class FakeClearMLServer:
 
     def _api_tasks__edit_hyper_params(self, body: dict, ctx: _Context) -> dict:
         task = self._task(body.get("task"))
-        self._check_editable(task, bool(body.get("force")))
+        items = body.get("hyperparams") or []
+        if not items or any(p.get("section") != "properties" for p in items):
+            self._check_editable(task, bool(body.get("force")))  # user properties are editable in any status
         params = task.setdefault("hyperparams", {})
         replace = body.get("replace_hyperparams") or "none"
         if replace == "all":
             params.clear()
-        items = body.get("hyperparams") or []
         if replace == "section":
             for section in {p.get("section") for p in items}:
                 params.pop(section, None)
@@ -1532,7 +1557,7 @@ class FakeClearMLServer:
         self._remove_from_queues(task["id"])
         self.events.pop(task["id"], None)
         del self.tasks[task["id"]]
-        return {"deleted": 1, "updated_children": 0, "updated_models": 0, "events": {}, "urls": None}
+        return {"deleted": True, "updated_children": 0, "updated_models": 0, "events": {}, "urls": None}
 
     def _archive(self, task: dict[str, Any], body: Mapping[str, Any]) -> None:
         if task["status"] == "queued":
@@ -1617,6 +1642,25 @@ class FakeClearMLServer:
                     step = len(points) / samples
                     points = [points[int(i * step)] for i in range(samples - 1)] + [points[-1]]
                 out[metric][variant] = {"name": variant, "x": [p[0] for p in points], "y": [p[1] for p in points]}
+        return out
+
+    def _api_events__multi_task_scalar_metrics_iter_histogram(self, body: dict, ctx: _Context) -> dict:
+        """``{metric: {variant: {task_id: {"name": task name, "x": [...], "y": [...]}}}}``, up to 100 tasks
+        (our reading of clearml-server's ``compare_scalar_metrics_average_per_iter``)."""
+        ids = _as_list(body.get("tasks"))
+        if not ids:
+            raise ApiError(400, 11, "Missing required fields: tasks")
+        if len(ids) > 100:
+            raise ApiError(400, 12, "Validation error: maximum amount of tasks is 100")
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for tid in ids:
+            task = self._task(tid)
+            one = self._api_events__scalar_metrics_iter_histogram(
+                {"task": tid, "key": body.get("key") or "iter", "samples": body.get("samples")}, ctx)
+            for metric, variants in one.items():
+                for variant, hist in variants.items():
+                    out.setdefault(metric, {}).setdefault(variant, {})[tid] = {
+                        "name": task["name"], "x": hist["x"], "y": hist["y"]}
         return out
 
     def _api_events__get_task_events(self, body: dict, ctx: _Context) -> dict:
