@@ -59,6 +59,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("backend", "local"): "hyperscout-local",
     ("backend", "clearml"): "hyperscout-clearml",
     ("backend", "dask"): "hyperscout-dask",
+    ("backend", "sim"): "hyperscout-sim",
 }
 #: ClearML's class names (``--optimizer-class``) map to registry names.
 ALIASES = {
