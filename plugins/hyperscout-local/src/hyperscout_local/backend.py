@@ -39,12 +39,22 @@ from typing import IO, Any
 
 import attrs
 
-from hyperscout.backend import Backend, BackendEvent, JobExited, JobSpec, JobStarted, MetricReported, Reattached
+from hyperscout.backend import (
+    Backend,
+    BackendEvent,
+    JobExited,
+    JobQueued,
+    JobSpec,
+    JobStarted,
+    MetricReported,
+    Reattached,
+)
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError, HyperscoutError
 from hyperscout.job import MetricPoint
 from hyperscout.trial import ENV_JOB_ID, ENV_REPORT_FD, ENV_REPORT_INO, decode_report
 from hyperscout_local import _warm
+from hyperscout_local._gpus import GpuPool
 
 __all__ = ["DRAIN_TIMEOUT", "LocalBackend"]
 
@@ -82,6 +92,8 @@ class _Run:
     #: ``time.monotonic()`` deadlines, acted on by the I/O thread
     kill_at: float | None = None
     drain_until: float | None = None
+    #: GPUs this job holds (``CUDA_VISIBLE_DEVICES``), given back when its process group has exited
+    devices: list[str] = attrs.field(factory=list)
 
     @property
     def pid(self) -> int:
@@ -262,15 +274,26 @@ class LocalBackend(Backend):
     * ``env``: extra environment variables for every trial (the command's own ``env`` wins).
     * ``prestart``: keep the next Python trial's interpreter started in advance (default true;
       see :mod:`hyperscout_local._warm`).
+    * ``gpus``: ``"auto"`` (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``) or a list of device ids;
+      ``gpus_per_job`` (default 1; a queue named ``"2xGPU"`` asks for 2). Each job gets its own
+      devices through ``CUDA_VISIBLE_DEVICES`` and waits (queued) while too few are free.
     """
 
     name = "local"
     polls = False
 
     def __init__(
-        self, *, kill_grace: float = 5.0, env: Mapping[str, str] | None = None, prestart: bool = True
+        self,
+        *,
+        kill_grace: float = 5.0,
+        env: Mapping[str, str] | None = None,
+        prestart: bool = True,
+        gpus: str | list[int | str] | None = None,
+        gpus_per_job: int | None = None,
     ) -> None:
         super().__init__()
+        self.gpus = None if gpus is None and gpus_per_job is None else GpuPool(gpus or "auto", gpus_per_job)
+        self._waiting: list[tuple[JobSpec, int]] = []  # jobs queued for GPUs (guarded by _lock)
         if not isinstance(prestart, bool):
             raise ConfigError(f"local backend option prestart={prestart!r} must be true or false")
         self.prestart = prestart
@@ -298,6 +321,42 @@ class LocalBackend(Backend):
         with self._lock:
             if spec.job_id in self._runs:
                 raise HyperscoutError(f"job {spec.job_id!r} is already running; job ids must be unique")
+        if self.gpus is None:
+            self._start(spec, [])
+            return
+        n = self.gpus.need(spec.queue)
+        if n > len(self.gpus.devices):
+            self._emit(JobExited(spec.job_id, time.time(), None,
+                                 f"needs {n} GPUs but the local backend has {len(self.gpus.devices)}"))
+            return
+        with self._lock:
+            devices = self.gpus.take(n) if not self._waiting else None
+            if devices is None:
+                self._waiting.append((spec, n))
+        if devices is None:
+            self._emit(JobQueued(spec.job_id, time.time()))  # starts when a job gives its GPUs back
+            return
+        self._start(spec, devices)
+
+    def _start_waiting(self) -> None:
+        """Start the jobs queued for GPUs that fit in the devices now free, in launch order."""
+        while True:
+            with self._lock:
+                if not self._waiting or self._closed or self.gpus is None:
+                    return
+                spec, n = self._waiting[0]
+                devices = self.gpus.take(n)
+                if devices is None:
+                    return
+                self._waiting.pop(0)
+            try:
+                self._start(spec, devices)
+            except Exception as exc:  # never leave a queued job without its JobExited
+                with self._lock:
+                    self.gpus.give_back(devices)
+                self._emit(JobExited(spec.job_id, time.time(), None, f"could not start: {exc}"))
+
+    def _start(self, spec: JobSpec, devices: list[str]) -> None:
         self._start_io()
         workdir = Path(spec.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +368,8 @@ class LocalBackend(Backend):
         env.update(self.env)
         env.update(extra)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         stdout_path = str(workdir / "stdout.log")
         stderr_path = str(workdir / "stderr.log")
         cwd = command.cwd or None
@@ -333,7 +394,11 @@ class LocalBackend(Backend):
             self._spare = _warm.spawn(script[0], base)
         if proc is None:
             Path(stdout_path).touch()
+            if devices and self.gpus is not None:
+                with self._lock:
+                    self.gpus.give_back(devices)
             self._emit(JobExited(spec.job_id, time.time(), None, reason))
+            self._start_waiting()
             return
         try:
             stdout_log = open(stdout_path, "wb")
@@ -345,7 +410,7 @@ class LocalBackend(Backend):
                 proc.stdout.close()
             raise
         parser = LineParser(spec.metric_patterns) if spec.metric_patterns else None
-        run = _Run(spec, proc, stdout_path, stderr_path, stdout_log, report_r, parser)
+        run = _Run(spec, proc, stdout_path, stderr_path, stdout_log, report_r, parser, devices=devices)
         # JobStarted goes out before the I/O thread can see the job, so it precedes every metric.
         self._emit(JobStarted(spec.job_id, time.time(), proc.pid, stdout_path, stderr_path))
         with self._lock:
@@ -608,14 +673,26 @@ class LocalBackend(Backend):
         self._reap(run)  # a no-op unless the job ends on an error
         exit_code = run.proc.returncode
         reason = error or _reason(exit_code, run.stderr_path)
+        with self._lock:
+            if run.devices and self.gpus is not None:
+                self.gpus.give_back(run.devices)  # the whole group is dead (reaped above)
         self._emit(JobExited(run.spec.job_id, time.time(), exit_code, reason))
         with self._lock:
             self._runs.pop(run.spec.job_id, None)
             self._ended.notify_all()
+        if run.devices:
+            self._start_waiting()
 
     # -- stopping -----------------------------------------------------------------------------
     def abort(self, job_id: str) -> None:
         """SIGTERM to the job's process group now, SIGKILL after ``kill_grace``; never blocks."""
+        with self._lock:
+            queued = [w for w in self._waiting if w[0].job_id == job_id]
+            for w in queued:
+                self._waiting.remove(w)
+        if queued:
+            self._emit(JobExited(job_id, time.time(), None, "aborted while waiting for a GPU"))
+            return
         with self._lock:
             run = self._runs.get(job_id)
         if run is None:
@@ -649,6 +726,10 @@ class LocalBackend(Backend):
         """Abort whatever still runs, wait for its ``JobExited``, stop the I/O thread."""
         self._closed = True
         self._drop_spare()
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        for spec, _n in waiting:
+            self._emit(JobExited(spec.job_id, time.time(), None, "aborted while waiting for a GPU"))
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
