@@ -243,7 +243,7 @@ def _resolve_study(args: argparse.Namespace) -> None:
         args.storage = os.environ.get("HYPERSCOUT_STORAGE") or ".hyperscout"
 
 
-def _load(storage: str, study: str) -> tuple[Any, list[Any], dict[str, Any]]:
+def _load(storage: str, study: str, *, metrics: bool = True) -> tuple[Any, list[Any], dict[str, Any]]:
     from hyperscout.objective import Objective, ObjectiveSet
 
     store = _open_store(storage)
@@ -252,14 +252,14 @@ def _load(storage: str, study: str) -> tuple[Any, list[Any], dict[str, Any]]:
         names = ", ".join(s["name"] for s in store.list_studies()) or "none"
         raise ConfigError(f"no study {study!r} in {store.path}; studies there: {names}")
     objectives = ObjectiveSet.of([Objective(**o) for o in info["definition"]["objectives"]])
-    return objectives, store.load_jobs(study), info
+    return objectives, store.load_jobs(study, with_metrics=metrics), info
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print a job's output; ``--follow`` keeps printing while the job runs."""
     from hyperscout.engine import job_dir
 
-    _objectives, jobs, _info = _load(args.storage, args.study)
+    _objectives, jobs, _info = _load(args.storage, args.study, metrics=False)
     matches = [j for j in jobs if str(j.number) == args.job] or [j for j in jobs if j.id.startswith(args.job)]
     if len(matches) != 1:
         ids = ", ".join(f"{j.id} (#{j.number})" for j in jobs[:10]) or "none"
@@ -301,7 +301,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_table(rows, ["name", "state", "end_reason", "jobs", "completed", "failed", "pruned", "aborted",
                             "active", "owner"]))
         return 0
-    _objectives, jobs, info = _load(args.storage, args.study)
+    _objectives, jobs, info = _load(args.storage, args.study, metrics=False)
     state = store.state_of(info["status"], info["owner"], info["heartbeat"])
     who = f" by {info['owner'].describe()}" if state == "running" and info["owner"] is not None else ""
     print(f"study {info['name']!r}: {state}{who}" + (f" ({info['end_reason']})" if info["end_reason"] else ""))
@@ -317,7 +317,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_top(args: argparse.Namespace) -> int:
     from hyperscout.results import ranked_jobs
 
-    objectives, jobs, _ = _load(args.storage, args.study)
+    objectives, jobs, _ = _load(args.storage, args.study, metrics=False)
     _print_top(ranked_jobs(jobs, objectives, args.k), objectives)
     return 0
 

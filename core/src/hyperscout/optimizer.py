@@ -543,7 +543,19 @@ class HyperParameterOptimizer:
         With several objectives the non-dominated jobs come first.
         """
         if self._engine is None:
-            return ranked_jobs(self.get_all_experiments(), self.objectives, top_k)
+            # a large study: rank without histories, then read the histories of the top k only
+            try:
+                store = Store(self.storage, readonly=True)
+            except Exception:
+                return []
+            try:
+                top = ranked_jobs(store.load_jobs(self.study_name, with_metrics=False), self.objectives, top_k)
+                histories = store.load_metrics([j.id for j in top])
+            finally:
+                store.close()
+            for job in top:
+                job.metrics = histories[job.id]
+            return top
         return self._engine.top(top_k)
 
     def get_top_experiments_id_metrics_pair(

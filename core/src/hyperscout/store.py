@@ -530,6 +530,23 @@ class Store:
         return jobs
 
     @_guarded
+    def load_metrics(self, job_ids: Iterable[str]) -> dict[str, list[MetricPoint]]:
+        """The metric histories of some jobs only (the top k of a large study)."""
+        ids = list(job_ids)
+        out: dict[str, list[MetricPoint]] = {j: [] for j in ids}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for job_id, title, series, iteration, value, t, after in self._db.execute(
+                    f"SELECT job_id, title, series, iteration, value, time, after_stop FROM metrics "
+                    f"WHERE job_id IN ({marks}) ORDER BY rowid", chunk,
+                ):
+                    v = float("nan") if value is None else value
+                    out[job_id].append(MetricPoint(title, series, iteration, v, t, bool(after)))
+        return out
+
+    @_guarded
     def set_archived(self, job_ids: Iterable[str], archived: bool) -> None:
         with self._lock:
             self._db.executemany("UPDATE jobs SET archived=? WHERE id=?", [(int(archived), j) for j in job_ids])
