@@ -42,3 +42,25 @@ def test_not_a_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-u
     (tmp_path / "hyperscout.sqlite").write_text("this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"is damaged .* restore it from a backup"):
         Store(tmp_path)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_top_in_sql_ranks_exactly_as_ranked_jobs(tmp_path, maximize: bool) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    from hyperscout.objective import Objective, ObjectiveSet
+    from hyperscout.results import ranked_jobs
+
+    rng = random.Random(3)
+    store = Store(tmp_path)
+    store.create_study("s", {"objectives": []}, "fp")
+    statuses = [JobStatus.COMPLETED] * 6 + [JobStatus.FAILED, JobStatus.PRUNED, JobStatus.ABORTED]
+    for n in range(300):
+        status = rng.choice(statuses)
+        value = [round(rng.uniform(-5, 5), 1)] if status is JobStatus.COMPLETED else None  # many ties
+        job = Job(f"j{n}", "s", n, {"x": n}, status=status, objective_values=value, ended=float(rng.randint(0, 50)),
+                  superseded_by="other" if rng.random() < 0.05 else None)
+        store.save_job(job)
+    objectives = ObjectiveSet.of([Objective("v", "l", "max" if maximize else "min")])
+    expected = [j.id for j in ranked_jobs(store.load_jobs("s"), objectives, 25)]
+    assert [j.id for j in store.top_single("s", maximize, 25)] == expected

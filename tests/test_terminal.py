@@ -90,8 +90,8 @@ def test_logs_status_and_top_without_repeating_the_storage(tmp_path: Path) -> No
     env = {**os.environ, "HYPERSCOUT_STORAGE": str(tmp_path / "store")}
     top = run_cli("top", "term", "-k", "1", env=env)
     assert top.returncode == 0 and "0.0833333" in top.stdout
-    bad = run_cli("logs", "term", "99", env=env)
-    assert bad.returncode == 2 and "'99' is not a job of this study" in bad.stderr
+    bad = run_cli("logs", "term", "no-such-job", env=env)
+    assert bad.returncode == 2 and "'no-such-job' is not a job of this study" in bad.stderr
 
 
 

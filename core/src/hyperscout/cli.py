@@ -315,8 +315,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
+    from hyperscout.objective import Objective, ObjectiveSet
     from hyperscout.results import ranked_jobs
 
+    store = _open_store(args.storage)
+    info = store.get_study(args.study)
+    if info is not None and len(info["definition"]["objectives"]) == 1:  # ranked in SQL: no full load
+        objectives = ObjectiveSet.of([Objective(**o) for o in info["definition"]["objectives"]])
+        _print_top(store.top_single(args.study, objectives.primary.maximize, args.k), objectives)
+        return 0
     objectives, jobs, _ = _load(args.storage, args.study, metrics=False)
     _print_top(ranked_jobs(jobs, objectives, args.k), objectives)
     return 0

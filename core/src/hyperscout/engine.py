@@ -199,6 +199,8 @@ class _Heartbeat(threading.Thread):
             store = Store(self.path)
             while not self.done.wait(HEARTBEAT_INTERVAL):
                 if not store.heartbeat(self.study, self.owner):
+                    if self.done.is_set():
+                        return  # the study just ended and let go of its lease
                     log.error("hyperscout: study %r was taken over by another run; stopping this one", self.study)
                     self.on_lost()
                     return
@@ -448,8 +450,9 @@ class Engine:
                 if not self._active and (self._stop_reason is not None or self._asking_done):
                     break
                 try:
-                    if self.virtual:  # simulated time: move the clock to the next event or deadline
-                        self.backend.advance(self.now() + self._timeout(self.now()))  # type: ignore[attr-defined]
+                    if self.virtual:  # simulated time: what is queued first, then move the clock
+                        if self.events.empty():
+                            self.backend.advance(self.now() + self._timeout(self.now()))  # type: ignore[attr-defined]
                         item = self.events.get_nowait()
                     else:
                         item = self.events.get(timeout=self._timeout(self.now()))
@@ -500,6 +503,7 @@ class Engine:
             log.warning("hyperscout: closing strategy %s failed: %s", self.view.strategy_name, exc)
         if self._heartbeat is not None:
             self._heartbeat.done.set()
+            self._heartbeat.join(HEARTBEAT_INTERVAL + 5.0)  # it closes its own connection
         try:
             self.store.add_event(self.name, "study_ended", data={"reason": self.end_reason})
             self.store.release_study(self.name, self.owner, "ended", self.end_reason)

@@ -445,6 +445,9 @@ class HyperParameterOptimizer:
         except BaseException as exc:  # surfaced by wait()/stop()
             self._error = exc
         finally:
+            # the last connection closes: SQLite folds its write-ahead log into the file, so a reader
+            # that may only open it read-only (immutable) sees everything
+            self._engine.store.close()
             name, self._backend_hooks = self._backend_hooks, None
             if name is not None and self.pm.get_plugin(name) is not None:
                 self.pm.unregister(name=name)
@@ -549,6 +552,8 @@ class HyperParameterOptimizer:
             except Exception:
                 return []
             try:
+                if not self.objectives.is_multi:  # ranked in SQL, the same order as ranked_jobs
+                    return store.top_single(self.study_name, self.objectives.primary.maximize, top_k)
                 top = ranked_jobs(store.load_jobs(self.study_name, with_metrics=False), self.objectives, top_k)
                 histories = store.load_metrics([j.id for j in top])
             finally:

@@ -498,19 +498,33 @@ class Store:
 
     @_guarded
     def load_jobs(self, study: str, *, with_metrics: bool = True) -> list[Job]:
+        jobs = self._load_rows(study)
+        if with_metrics:
+            histories = self.load_metrics_of_study(study)
+            for job in jobs:
+                job.metrics = histories.get(job.id, [])
+        return jobs
+
+    def load_metrics_of_study(self, study: str) -> dict[str, list[MetricPoint]]:
+        metrics: dict[str, list[MetricPoint]] = {}
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {','.join(_JOB_COLUMNS)} FROM jobs WHERE study=? ORDER BY number", (study,)
-            ).fetchall()
-            metrics: dict[str, list[MetricPoint]] = {}
-            if with_metrics:
-                for job_id, title, series, iteration, value, t, after in self._db.execute(
-                    "SELECT m.job_id, m.title, m.series, m.iteration, m.value, m.time, m.after_stop FROM metrics m "
-                    "JOIN jobs j ON j.id=m.job_id WHERE j.study=? ORDER BY m.rowid",
-                    (study,),
-                ):
-                    v = float("nan") if value is None else value
-                    metrics.setdefault(job_id, []).append(MetricPoint(title, series, iteration, v, t, bool(after)))
+            for job_id, title, series, iteration, value, t, after in self._db.execute(
+                "SELECT m.job_id, m.title, m.series, m.iteration, m.value, m.time, m.after_stop FROM metrics m "
+                "JOIN jobs j ON j.id=m.job_id WHERE j.study=? ORDER BY m.rowid",
+                (study,),
+            ):
+                v = float("nan") if value is None else value
+                metrics.setdefault(job_id, []).append(MetricPoint(title, series, iteration, v, t, bool(after)))
+        return metrics
+
+    def _load_rows(self, study: str, ids: list[str] | None = None) -> list[Job]:
+        sql = f"SELECT {','.join(_JOB_COLUMNS)} FROM jobs WHERE study=?"
+        args: list[Any] = [study]
+        if ids is not None:
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            args += ids
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY number", args).fetchall()
         jobs = []
         for r in rows:
             d = dict(zip(_JOB_COLUMNS, r))
@@ -521,13 +535,34 @@ class Store:
                     ended=d["ended"], exit_code=d["exit_code"], reason=d["reason"], stdout_path=d["stdout_path"],
                     stderr_path=d["stderr_path"], pid=d["pid"], retry_of=d["retry_of"],
                     superseded_by=d["superseded_by"], interrupted=bool(d["interrupted"]),
-                    archived=bool(d["archived"]), metrics=metrics.get(d["id"], []),
+                    archived=bool(d["archived"]), metrics=[],
                     objective_values=json.loads(d["objective_values"]) if d["objective_values"] else None,
                     objective_iterations=json.loads(d["objective_iterations"]) if d["objective_iterations"] else None,
                     handle=d["handle"], queued=d["queued"],
                 )
             )
         return jobs
+
+    @_guarded
+    def top_single(self, study: str, maximize: bool, k: int) -> list[Job]:
+        """The ``k`` best ranked jobs of a one-objective study, ordered in SQL as :func:`ranked_jobs`
+        orders them (value, then earlier end, then number), with their histories."""
+        order = "DESC" if maximize else "ASC"
+        value = "CAST(substr(objective_values, 2, length(objective_values) - 2) AS REAL)"
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                f"SELECT id FROM jobs WHERE study=? AND status='completed' AND superseded_by IS NULL "
+                f"AND objective_values IS NOT NULL ORDER BY {value} {order}, COALESCE(ended, 0), number LIMIT ?",
+                (study, k),
+            )]
+        if not ids:
+            return []
+        by_id = {j.id: j for j in self._load_rows(study, ids)}
+        histories = self.load_metrics(ids)
+        out = [by_id[i] for i in ids]
+        for job in out:
+            job.metrics = histories[job.id]
+        return out
 
     @_guarded
     def load_metrics(self, job_ids: Iterable[str]) -> dict[str, list[MetricPoint]]:
