@@ -217,6 +217,8 @@ def cmd_param_search(args: argparse.Namespace) -> int:
             kwargs[flag] = value
     if args.metric_pattern:
         kwargs["metric_patterns"] = [_json_arg("--metric-pattern", t) for t in args.metric_pattern]
+    if args.task_id:  # as clearml-param-search does: the optimizer is a task of its own on the server
+        kwargs["always_create_task"] = True
     top = args.save_top_k_tasks_only if args.save_top_k_tasks_only and args.save_top_k_tasks_only > 0 else 10
     return _run_optimizer(kwargs, min(10, top))
 

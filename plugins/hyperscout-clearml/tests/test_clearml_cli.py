@@ -46,8 +46,12 @@ def test_param_search_with_a_task_id_runs_on_clearml(
     done = hyperscout(*param_search(base_task, "--storage", str(tmp_path / "store"), "--study-name", "cli",
                                     queue=server.scoped("default")), env=client_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    tasks = [server.task(t) for t in server.task_ids(parent=base_task)]
-    assert len(tasks) == 3 and all(t["status"] == "completed" for t in tasks)
+    # like clearml-param-search, the optimizer is a task of its own, parent of the trials, reporting to it
+    (opt,) = [server.task(t) for t in server.task_ids() if server.task(t)["type"] == "optimizer"]
+    tasks = [server.task(t) for t in server.task_ids()
+             if any(x.startswith(JOB_TAG) for x in server.tags(t))]
+    assert len(tasks) == 3 and all(t["status"] == "completed" and t["parent"] == opt["id"] for t in tasks)
+    assert "summary" in {e["metric"] for e in server.task_events(opt["id"], "plot")}
     assert all(server.hyperparams(t["id"])["General"]["epochs"] == "2" for t in tasks)  # --params-override
     assert sum("archived" in t["system_tags"] for t in tasks) == 1  # --save-top-k-tasks-only 2
 
