@@ -42,7 +42,7 @@ import attrs
 
 from hyperscout.capture import MetricPattern
 from hyperscout.command import Command
-from hyperscout.errors import UnsupportedError
+from hyperscout.errors import ConfigError, UnsupportedError
 from hyperscout.job import MetricPoint
 
 __all__ = [
@@ -56,7 +56,21 @@ __all__ = [
     "JobStarted",
     "MetricReported",
     "Reattached",
+    "env_option",
 ]
+
+
+def env_option(backend: str, value: Any) -> dict[str, str]:
+    """Validate a backend's ``env`` option (a table of ``NAME = "value"``); one-line error otherwise."""
+    if value is None:
+        return {}
+    ok = isinstance(value, Mapping) and all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        for k, v in value.items()
+    )
+    if not ok:
+        raise ConfigError(f'{backend} backend option env={value!r} must be a table of NAME = "value" strings')
+    return {k: str(v) for k, v in value.items()}
 
 
 @attrs.frozen

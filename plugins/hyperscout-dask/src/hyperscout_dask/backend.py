@@ -56,6 +56,7 @@ from hyperscout.backend import (
     JobStarted,
     MetricReported,
     Reattached,
+    env_option,
 )
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError
@@ -166,18 +167,6 @@ def _check_resources(value: Any) -> dict[str, float]:
         raise ConfigError(f"dask backend option resources={value!r} must be a table of NAME = amount > 0, "
                           "e.g. {GPU = 1}")
     return {k: float(v) for k, v in value.items()}
-
-
-def _check_env(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    ok = isinstance(value, Mapping) and all(
-        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
-        for k, v in value.items()
-    )
-    if not ok:
-        raise ConfigError(f'dask backend option env={value!r} must be a table of NAME = "value" strings')
-    return {k: str(v) for k, v in value.items()}
 
 
 def _number(name: str, value: Any, *, minimum: float, integer: bool = False, example: str) -> Any:
@@ -315,7 +304,7 @@ class DaskBackend(Backend):
         self.resources = _check_resources(resources)
         self.max_retries: int = _number("max_retries", max_retries, minimum=0, integer=True, example="2")
         self.kill_grace: float = _number("kill_grace", kill_grace, minimum=0, example="5.0")
-        self.env = _check_env(env)
+        self.env = env_option("dask", env)
         self.connect_timeout: float = _number("connect_timeout", connect_timeout, minimum=0.1, example="10")
         self.hold_back = hold_back
 

@@ -48,6 +48,7 @@ from hyperscout.backend import (
     JobStarted,
     MetricReported,
     Reattached,
+    env_option,
 )
 from hyperscout.capture import LineParser
 from hyperscout.errors import ConfigError, HyperscoutError
@@ -105,18 +106,6 @@ def _check_grace(value: Any) -> float:
     if not ok:
         raise ConfigError(f"local backend option kill_grace={value!r} must be a number of seconds >= 0, e.g. 5.0")
     return float(value)
-
-
-def _check_env(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    ok = isinstance(value, Mapping) and all(
-        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
-        for k, v in value.items()
-    )
-    if not ok:
-        raise ConfigError(f'local backend option env={value!r} must be a table of NAME = "value" strings')
-    return {k: str(v) for k, v in value.items()}
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -299,7 +288,7 @@ class LocalBackend(Backend):
         self.prestart = prestart
         self._spare: _warm.Spare | None = None
         self.kill_grace = _check_grace(kill_grace)
-        self.env = _check_env(env)
+        self.env = env_option("local", env)
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)  # notified whenever a job's JobExited went out
         self._runs: dict[str, _Run] = {}  # launched and not finished, by job id (guarded by _lock)
