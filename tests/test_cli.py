@@ -101,7 +101,7 @@ def test_run_status_top_export(project: Path) -> None:
     status = run("status", "--storage", "store", cwd=project)
     assert status.returncode == 0 and "cli" in status.stdout and "total_max_jobs" in status.stdout
     jobs = run("status", "cli", "--storage", "store", cwd=project)
-    assert jobs.stdout.count("completed") == 4
+    assert jobs.stdout.count("  completed  ") == 4 and "jobs: 4 = 4 completed" in jobs.stdout
 
     top = run("top", "cli", "-k", "2", "--storage", "store", cwd=project)
     lines = [ln for ln in top.stdout.splitlines() if ln[:1].isdigit()]
@@ -122,7 +122,7 @@ def test_run_status_top_export(project: Path) -> None:
 
     again = run("run", "study.toml", cwd=project)  # resumes: the budget is spent, nothing new runs
     assert again.returncode == 0 and "resuming study 'cli'" in again.stdout
-    assert run("status", "cli", "--storage", "store", cwd=project).stdout.count("completed") == 4
+    assert run("status", "cli", "--storage", "store", cwd=project).stdout.count("  completed  ") == 4
 
 
 def test_param_search_mirrors_clearml_flags(project: Path) -> None:
@@ -175,7 +175,7 @@ def test_bad_input_never_loses_the_store(project: Path) -> None:
     (project / "study.toml").write_text(STUDY.replace("step_size = 0.25", "step_size = 0.2"))
     out = run("run", "study.toml", cwd=project)  # same study name, different space: refused, store intact
     assert out.returncode == 2 and "different search space" in out.stderr
-    assert run("status", "cli", "--storage", "store", cwd=project).stdout.count("completed") == 4
+    assert run("status", "cli", "--storage", "store", cwd=project).stdout.count("  completed  ") == 4
 
 
 @pytest.mark.parametrize(
@@ -243,7 +243,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(project: Path) -> None:
     again = run("run", "study.toml", cwd=project)
     assert again.returncode == 0 and "resuming study 'cli'" in again.stdout
     status = run("status", "cli", "--storage", "store", cwd=project).stdout
-    assert status.count("completed") == 4 and "re-run as job" in status
+    assert status.count("  completed  ") == 4 and "re-run as job" in status and "(2 re-run)" in status
 
 
 def test_every_example_study_file_is_valid() -> None:

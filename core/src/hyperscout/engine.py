@@ -62,7 +62,7 @@ from hyperscout.lease import Owner
 from hyperscout.objective import ObjectiveSet
 from hyperscout.params import SearchSpace
 from hyperscout.plugins import notify
-from hyperscout.results import ranked_jobs
+from hyperscout.results import RankedIndex, ranked_jobs
 from hyperscout.store import Store
 from hyperscout.strategy import EXHAUSTED, WAIT, SearchStrategy, Suggestion, TrialRecord, TrialResult, Verdict
 
@@ -263,7 +263,10 @@ class Engine:
         self._stop_broadcast = False
 
         self.events: queue.Queue[BackendEvent | _Wake] = queue.Queue()
+        #: every job of the study; a finished one without its metric history, which stays in the store
+        #: (the optimizer's memory does not grow with histories: :meth:`top` reads them back)
         self.jobs: dict[str, Job] = {}
+        self.ranking = RankedIndex(objectives)
         self._lock = threading.Lock()
         self._active: dict[str, Job] = {}
         #: job id -> (status, reason, interrupted, grace): what to record when the job exits
@@ -310,9 +313,35 @@ class Engine:
         with self._lock:
             return list(self._active.values())
 
-    def top(self, k: int | None = None) -> list[Job]:
-        """Ranked jobs best first (Pareto fronts for several objectives): :func:`ranked_jobs`."""
-        return ranked_jobs(self.snapshot(), self.objectives, k)
+    def top(self, k: int | None = None, *, histories: bool = False) -> list[Job]:
+        """Ranked jobs best first (Pareto fronts for several objectives), in the order of
+        :func:`ranked_jobs`; ``histories=True`` returns copies with their metric histories read
+        from the store (the engine keeps none for finished jobs)."""
+        with self._lock:
+            top = self.ranking.top(k)
+        if not histories or not top:
+            return top
+        points = self._read_histories([j.id for j in top])
+        return [attrs.evolve(j, metrics=points.get(j.id, [])) for j in top]
+
+    def with_histories(self, jobs: list[Job]) -> list[Job]:
+        """Copies of ``jobs`` with their metric histories (read from the store for finished jobs)."""
+        need = [j.id for j in jobs if j.status.finished]
+        points = self._read_histories(need) if need else {}
+        return [attrs.evolve(j, metrics=points[j.id]) if j.id in points else j for j in jobs]
+
+    def _read_histories(self, ids: list[str]) -> dict[str, list[MetricPoint]]:
+        if not self.store.closed:
+            try:
+                return self.store.load_metrics(ids)
+            except StoreError:
+                if not self.store.closed:
+                    raise
+        reader = Store(self.store.path, readonly=True)  # the study ended and closed its own connection
+        try:
+            return reader.load_metrics(ids)
+        finally:
+            reader.close()
 
     # -- setup / resume -----------------------------------------------------------------------
     def _hook(self, name: str, **kwargs: Any) -> None:
@@ -353,6 +382,8 @@ class Engine:
                 self._adopt.append(job)  # the backend decides in run(): adopted or gone
             elif job.interrupted:
                 self._supersede(job)
+        for job in jobs:
+            self.ranking.add(job)
         self.launched = sum(1 for j in self.jobs.values() if j.superseded_by is None)
         self._compute_done = sum(j.ended - j.started for j in self.jobs.values()
                                  if j.superseded_by is None and j.started is not None and j.ended is not None)
@@ -400,6 +431,9 @@ class Engine:
         self.store.add_event(self.name, "resumed", data={"jobs": len(self.jobs), "rerun": len(self._rerun),
                                                           "adopted": adopted})
         self.strategy.restore(records)
+        for job in list(self.jobs.values()):
+            if job.status.finished and job.id not in self._active:
+                self._release(job)
         top = self.top(1)
         self.best_id = top[0].id if top else None
 
@@ -830,6 +864,8 @@ class Engine:
             job.objective_values, job.objective_iterations = values, iterations
         else:
             job.objective_values = job.objective_iterations = None
+        with self._lock:
+            self.ranking.add(job)
         self.store.save_job(job)
         self.store.add_event(self.name, "job_finished", job.id, {"status": job.status.value, "reason": job.reason})
         try:
@@ -842,6 +878,17 @@ class Engine:
             self._after_result(job)
         elif job.status is JobStatus.FAILED:
             self._count_failure(job)
+        self._release(job)
+
+    def _release(self, job: Job) -> None:
+        """Forget a finished job's metric history (it is in the store): the engine's memory stays flat
+        however long the study runs. Whoever was handed the job (hooks, callbacks) keeps its copy."""
+        light = attrs.evolve(job, metrics=[])
+        with self._lock:
+            self.jobs[job.id] = light
+            self.ranking.replace(light)
+        self._points.pop(job.id, None)
+        self._last_iteration.pop(job.id, None)
 
     def _missing_reason(self, job: Job, key: str) -> str:
         reported = sorted({m.key for m in job.metrics})
@@ -878,9 +925,10 @@ class Engine:
             self._hook("hyperscout_new_best", job=job)
         k = self.limits.save_top_k
         if k is not None and k > 0:
-            ranked = self.top()
+            # one objective: only the new job and the one it pushed out of the top k can change
+            ranked = self.top() if self.objectives.is_multi else [*self.top(k + 1), job]
             keep = {j.id for j in ranked[:k]}
-            changed = [j for j in ranked if (j.id not in keep) != j.archived]
+            changed = list({j.id: j for j in ranked if (j.id not in keep) != j.archived}.values())
             for j in changed:
                 j.archived = j.id not in keep
             if changed:
@@ -903,7 +951,13 @@ class Engine:
 
     def reported_metrics(self) -> list[str]:
         """Every ``title/series`` any job of this study reported (for "the objective never arrived")."""
-        return sorted({m.key for j in self.snapshot() for m in j.metrics})
+        if not self.store.closed:
+            return self.store.metric_keys(self.name)
+        reader = Store(self.store.path, readonly=True)
+        try:
+            return reader.metric_keys(self.name)
+        finally:
+            reader.close()
 
 
 def job_dir(store: Store, study: str, job_id: str) -> Path:

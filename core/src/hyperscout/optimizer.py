@@ -528,9 +528,9 @@ class HyperParameterOptimizer:
         return [] if self._engine is None else self._engine.active_jobs()
 
     def get_all_experiments(self) -> list[Job]:
-        """Every job of this study, in launch order."""
+        """Every job of this study, in launch order, with its metric history (read from the store)."""
         if self._engine is not None:
-            return sorted(self._engine.snapshot(), key=lambda j: j.number)
+            return self._engine.with_histories(sorted(self._engine.snapshot(), key=lambda j: j.number))
         try:
             store = Store(self.storage, readonly=True)
         except Exception:
@@ -561,7 +561,7 @@ class HyperParameterOptimizer:
             for job in top:
                 job.metrics = histories[job.id]
             return top
-        return self._engine.top(top_k)
+        return self._engine.top(top_k, histories=True)
 
     def get_top_experiments_id_metrics_pair(
         self, top_k: int, all_metrics: bool = False, only_completed: bool = False
@@ -581,7 +581,7 @@ class HyperParameterOptimizer:
         ``metrics`` maps ``"title/series"`` to ``{"metric", "variant", "value", "min_value",
         "max_value", "iteration"}`` (the objectives only, unless ``all_metrics``).
         """
-        jobs = self._engine.top() if self._engine is not None else self.get_top_experiments(10**9)
+        jobs = self.get_top_experiments(top_k)
         if only_completed:
             jobs = [j for j in jobs if j.status.value == "completed"]
         out = []

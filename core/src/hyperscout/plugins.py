@@ -383,6 +383,10 @@ def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
     impls = caller.get_hookimpls()
     plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
     wrappers = [i for i in impls if i.wrapper or i.hookwrapper]
+    if not wrappers:  # the common case, once per event: pluggy's order without building a subset caller
+        for impl in reversed(plain):
+            _call_observer(pm, hook_name, impl, kwargs)
+        return
     called: set[pluggy.HookImpl] = set()
 
     def shim(impl: pluggy.HookImpl) -> Callable[[], None]:

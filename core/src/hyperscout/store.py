@@ -99,6 +99,13 @@ _JOB_COLUMNS = (
     "objective_values", "objective_iterations", "handle", "queued",
 )
 
+#: the job columns an export streams (:meth:`Store.export_rows`)
+EXPORT_COLUMNS = (
+    "id", "number", "status", "objective_values", "objective_iterations", "params", "started", "ended",
+    "exit_code", "reason", "budget", "stdout_path", "stderr_path", "retry_of", "superseded_by", "interrupted",
+    "handle",
+)
+
 #: v1 -> v2: study owner and heartbeat, job handle and queue time, one metric row per point
 _MIGRATE_1_2 = """
 ALTER TABLE studies ADD COLUMN owner TEXT;
@@ -183,7 +190,9 @@ class Store:
         self.path = path
         self.directory = path.parent
         self.readonly = readonly
+        self.closed = False
         self._lock = threading.RLock()
+        self._batching = False
         if path.exists() and path.is_file() and path.stat().st_size == 0:
             raise StoreError(
                 f"store {str(path)!r} is an empty file (0 bytes), not a hyperscout store; restore it from a "
@@ -258,22 +267,34 @@ class Store:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Group writes into one transaction (the engine commits once per batch of events)."""
+        """Group writes into one transaction (the engine commits once per batch of events).
+
+        The transaction starts at the first write, so a batch that writes nothing costs nothing.
+        """
         with self._lock:
-            if self._db.in_transaction:
+            if self._batching:
                 yield
                 return
-            self._db.execute("BEGIN")
+            self._batching = True
             try:
                 yield
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("COMMIT")  # keep what was recorded before the error
+                self._batching = False
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("COMMIT")  # keep what was recorded before the error
                 raise
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise _explain(self.path, exc) from None
+            self._batching = False
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    raise _explain(self.path, exc) from None
+
+    def _begin(self) -> None:
+        """Called (under the lock) before every write: opens the batch's transaction on its first write."""
+        if self._batching and not self._db.in_transaction:
+            self._db.execute("BEGIN")
 
     @_guarded
     def commit_now(self) -> None:
@@ -284,8 +305,7 @@ class Store:
         """
         with self._lock:
             if self._db.in_transaction:
-                self._db.execute("COMMIT")
-                self._db.execute("BEGIN")
+                self._db.execute("COMMIT")  # the batch's next write opens a new transaction
 
     @property
     @_guarded
@@ -294,6 +314,7 @@ class Store:
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
+            self.closed = True
             self._db.close()
 
     # -- studies and their owner -----------------------------------------------------------------
@@ -318,6 +339,7 @@ class Store:
     def create_study(self, name: str, definition: Mapping[str, Any], fingerprint: str) -> None:
         now = time.time()
         with self._lock:
+            self._begin()
             self._db.execute(
                 "INSERT INTO studies(name, definition, fingerprint, created, updated, status) VALUES (?,?,?,?,?,?)",
                 (name, json.dumps(definition, default=str), fingerprint, now, now, "running"),
@@ -391,6 +413,7 @@ class Store:
     def release_study(self, name: str, owner: Owner, status: str, end_reason: str | None) -> None:
         """Record how the study ended and give up ownership (only if we still own it)."""
         with self._lock:
+            self._begin()
             self._db.execute(
                 "UPDATE studies SET status=?, end_reason=?, updated=?, owner=NULL, heartbeat=NULL "
                 "WHERE name=? AND (owner IS NULL OR instr(owner, ?) > 0)",
@@ -400,6 +423,7 @@ class Store:
     @_guarded
     def set_study_status(self, name: str, status: str, end_reason: str | None = None) -> None:
         with self._lock:
+            self._begin()
             self._db.execute(
                 "UPDATE studies SET status=?, end_reason=?, updated=? WHERE name=?",
                 (status, end_reason, time.time(), name),
@@ -408,6 +432,7 @@ class Store:
     @_guarded
     def update_definition(self, name: str, definition: Mapping[str, Any]) -> None:
         with self._lock:
+            self._begin()
             self._db.execute(
                 "UPDATE studies SET definition=?, updated=? WHERE name=?",
                 (json.dumps(definition, default=str), time.time(), name),
@@ -459,12 +484,14 @@ class Store:
         """Insert or replace the whole job row (not its metrics)."""
         marks = ",".join("?" * len(_JOB_COLUMNS))
         with self._lock:
+            self._begin()
             self._db.execute(f"INSERT OR REPLACE INTO jobs({','.join(_JOB_COLUMNS)}) VALUES ({marks})", self._job_row(job))
 
     @_guarded
     def set_handle(self, job_id: str, handle: str) -> None:
         """Record a backend's handle for a job and make it durable at once."""
         with self._lock:
+            self._begin()
             self._db.execute("UPDATE jobs SET handle=? WHERE id=?", (handle, job_id))
         self.commit_now()
 
@@ -472,6 +499,7 @@ class Store:
     def add_metric(self, job_id: str, point: MetricPoint) -> None:
         """One row per (job, title, series, iteration): a repeated point replaces the earlier one."""
         with self._lock:
+            self._begin()
             self._db.execute(
                 "INSERT INTO metrics(job_id, title, series, iteration, value, time, after_stop) VALUES (?,?,?,?,?,?,?)"
                 " ON CONFLICT(job_id, title, series, iteration) DO UPDATE SET value=excluded.value, "
@@ -483,6 +511,7 @@ class Store:
     @_guarded
     def add_event(self, study: str, kind: str, job_id: str | None = None, data: Mapping[str, Any] | None = None) -> None:
         with self._lock:
+            self._begin()
             self._db.execute(
                 "INSERT INTO events(study, time, kind, job_id, data) VALUES (?,?,?,?,?)",
                 (study, time.time(), kind, job_id, _dumps(data)),
@@ -517,14 +546,17 @@ class Store:
                 metrics.setdefault(job_id, []).append(MetricPoint(title, series, iteration, v, t, bool(after)))
         return metrics
 
-    def _load_rows(self, study: str, ids: list[str] | None = None) -> list[Job]:
+    def _load_rows(self, study: str, ids: list[str] | None = None, last: int | None = None) -> list[Job]:
         sql = f"SELECT {','.join(_JOB_COLUMNS)} FROM jobs WHERE study=?"
         args: list[Any] = [study]
         if ids is not None:
             sql += f" AND id IN ({','.join('?' * len(ids))})"
             args += ids
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY number", args).fetchall()
+            if last is not None:
+                rows = self._db.execute(sql + " ORDER BY number DESC LIMIT ?", [*args, last]).fetchall()[::-1]
+            else:
+                rows = self._db.execute(sql + " ORDER BY number", args).fetchall()
         jobs = []
         for r in rows:
             d = dict(zip(_JOB_COLUMNS, r))
@@ -582,8 +614,97 @@ class Store:
         return out
 
     @_guarded
+    def metric_keys(self, study: str) -> list[str]:
+        """Every ``title/series`` any job of ``study`` reported (for "the objective never arrived")."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT m.title, m.series FROM metrics m JOIN jobs j ON j.id=m.job_id WHERE j.study=?",
+                (study,),
+            ).fetchall()
+        return sorted(f"{t}/{s}" for t, s in rows)
+
+    @_guarded
+    def job_counts(self, study: str) -> dict[str, int]:
+        """Jobs per status (re-run jobs under ``superseded``, apart from their status), counted in SQL."""
+        out = {s.value: 0 for s in JobStatus}
+        out["superseded"] = 0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT CASE WHEN superseded_by IS NULL THEN status ELSE 'superseded' END, COUNT(*) FROM jobs "
+                "WHERE study=? GROUP BY 1", (study,),
+            ).fetchall()
+        out.update({k: n for k, n in rows})
+        return out
+
+    @_guarded
+    def last_jobs(self, study: str, limit: int) -> list[Job]:
+        """The ``limit`` most recent jobs (highest numbers), in number order, without histories."""
+        return self._load_rows(study, last=limit)
+
+    def export_rows(self, study: str, chunk: int = 1000, metrics: bool = True
+                    ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+        """Stream every job of ``study`` in number order as ``(row, metric rows)``, ``chunk`` jobs per
+        read, so an export of any size holds one chunk in memory.
+
+        ``row`` has the columns of ``EXPORT_COLUMNS``; metric rows are ``(job id, title, series,
+        iteration, value, after_stop)`` in report order.
+        """
+        cols = ",".join(EXPORT_COLUMNS)
+        try:
+            with self._lock:
+                cursor = self._db.execute(f"SELECT {cols} FROM jobs WHERE study=? ORDER BY number", (study,))
+            while True:
+                with self._lock:
+                    rows = cursor.fetchmany(chunk)
+                    if not rows:
+                        return
+                    points: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
+                    if metrics:
+                        for point in self._db.execute(
+                            f"SELECT job_id, title, series, iteration, value, after_stop FROM metrics "
+                            f"WHERE job_id IN ({','.join('?' * len(rows))}) ORDER BY rowid", list(points),
+                        ):
+                            points[point[0]].append(point)
+                for r in rows:
+                    yield r, points[r[0]]
+        except sqlite3.Error as exc:  # a generator: _guarded would only cover its creation
+            raise _explain(self.path, exc) from None
+
+    @_guarded
+    def ranked_numbers(self, study: str, maximize: bool) -> list[int]:
+        """The job numbers of a one-objective study's ranked jobs, best first, ordered in SQL as
+        :func:`hyperscout.ranked_jobs` orders them (value, then earlier end, then number)."""
+        value = "CAST(substr(objective_values, 2, length(objective_values) - 2) AS REAL)"
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                f"SELECT number FROM jobs WHERE study=? AND status='completed' AND superseded_by IS NULL "
+                f"AND objective_values IS NOT NULL ORDER BY {value} {'DESC' if maximize else 'ASC'}, "
+                "COALESCE(ended, 0), number", (study,),
+            )]
+
+    @_guarded
+    def param_names(self, study: str) -> list[str]:
+        """Every parameter name any job of ``study`` has (the columns of a CSV export)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT p.key FROM jobs j, json_each(j.params) p WHERE j.study=?", (study,)
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    @_guarded
+    def ranking_rows(self, study: str) -> list[tuple[int, list[float], float | None]]:
+        """``(number, objective values, ended)`` of the ranked jobs (for ranking several objectives)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT number, objective_values, ended FROM jobs WHERE study=? AND status='completed' "
+                "AND superseded_by IS NULL AND objective_values IS NOT NULL", (study,),
+            ).fetchall()
+        return [(n, json.loads(v), e) for n, v, e in rows]
+
+    @_guarded
     def set_archived(self, job_ids: Iterable[str], archived: bool) -> None:
         with self._lock:
+            self._begin()
             self._db.executemany("UPDATE jobs SET archived=? WHERE id=?", [(int(archived), j) for j in job_ids])
 
     # -- backup ----------------------------------------------------------------------------------

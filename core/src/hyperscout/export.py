@@ -1,0 +1,121 @@
+"""``hyperscout export``: a study's jobs streamed from the store as JSON or CSV, in constant memory.
+
+Jobs are read a chunk at a time (:meth:`hyperscout.store.Store.export_rows`) and written as they
+come, so a study of 100,000 jobs exports without building the document in memory. Ranks use the
+order of :func:`hyperscout.ranked_jobs` (computed in SQL for one objective). The JSON is strict
+(no NaN or Infinity: a value that was not finite is ``null``), one job per line inside ``"jobs"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from array import array
+from collections.abc import Mapping
+from json.encoder import encode_basestring
+from typing import Any, TextIO
+
+from hyperscout.objective import ObjectiveSet, rank
+from hyperscout.store import Store, json_safe
+
+__all__ = ["export_csv", "export_json"]
+
+_NONFINITE = ("NaN", "Infinity")
+
+
+def _ranks(store: Store, study: str, objectives: ObjectiveSet) -> array:
+    """Rank by job number (0: not ranked), in the order of :func:`hyperscout.ranked_jobs`: in SQL for
+    one objective; for several, in memory from the objective values alone (no histories)."""
+    if objectives.is_multi:
+        rows = sorted(store.ranking_rows(study), key=lambda r: (r[2] or 0.0, r[0]))
+        order = [r[0] for r in rank(rows, lambda r: r[1], objectives)]
+    else:
+        order = store.ranked_numbers(study, objectives.primary.maximize)
+    ranks = array("l", [0]) * (max(order, default=-1) + 1)
+    for position, number in enumerate(order, 1):
+        ranks[number] = position
+    return ranks
+
+
+def _rank_of(ranks: array, number: int) -> int | None:
+    return ranks[number] or None if number < len(ranks) else None
+
+
+def _json_text(text: str | None) -> str:
+    """A JSON column of the store as strict JSON (NaN and infinities become null)."""
+    if text is None:
+        return "null"
+    if any(t in text for t in _NONFINITE):
+        return json.dumps(json_safe(json.loads(text)), allow_nan=False)
+    return text
+
+
+_NOT_FINITE = {math.inf, -math.inf}
+_BOOL = ("false", "true")
+
+
+def _num(v: Any) -> str:
+    return "null" if v is None or v in _NOT_FINITE or v != v else repr(v)
+
+
+def _str(v: str | None) -> str:
+    return "null" if v is None else encode_basestring(v)
+
+
+def _points(points: list[tuple[Any, ...]]) -> str:
+    """``[[title, series, iteration, value, after_stop], ...]`` (NaN and infinities as null)."""
+    enc, bad = encode_basestring, _NOT_FINITE
+    return ",".join([
+        f'[{enc(t)},{enc(s)},{i},{"null" if v is None or v in bad or v != v else repr(v)},{_BOOL[a]}]'
+        for _, t, s, i, v, a in points
+    ])
+
+
+def export_json(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet, out: TextIO) -> int:
+    """Write the study as ``{"study", "definition", "jobs": [...]}``; returns the number of jobs."""
+    study = info["name"]
+    head = json.dumps({"study": study, "definition": json_safe(info["definition"])}, default=str, allow_nan=False)
+    out.write(head[:-1] + ',\n"jobs": [')
+    now = time.time()
+    ranks = _ranks(store, study, objectives)
+    n = 0
+    for row, points in store.export_rows(study):
+        (job_id, number, status, values, iterations, params, started, ended, exit_code, reason, budget, stdout,
+         stderr, retry_of, superseded_by, interrupted, handle) = row
+        duration = None if started is None else (ended or now) - started
+        out.write(
+            f'{"," if n else ""}\n{{"id":{_str(job_id)},"number":{number},"status":{_str(status)},'
+            f'"objective":{_json_text(values)},"iteration":{_json_text(iterations)},"params":{_json_text(params)},'
+            f'"duration":{_num(duration)},"exit_code":{_num(exit_code)},"reason":{_str(reason)},'
+            f'"rank":{_num(_rank_of(ranks, number))},"budget":{_num(budget)},"started":{_num(started)},"ended":{_num(ended)},'
+            f'"stdout":{_str(stdout)},"stderr":{_str(stderr)},"retry_of":{_str(retry_of)},'
+            f'"superseded_by":{_str(superseded_by)},"interrupted":{"true" if interrupted else "false"},'
+            f'"handle":{_str(handle)},"metrics":[{_points(points)}]}}'
+        )
+        n += 1
+    out.write("\n]}\n")
+    return n
+
+
+def export_csv(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet, out: TextIO) -> int:
+    """Write one row per job (objectives, budget, duration, exit code, reason, parameters); no histories."""
+    study = info["name"]
+    names = store.param_names(study)
+    w = csv.writer(out)
+    w.writerow(["job", "number", "rank", "status", *[o.key for o in objectives], "budget", "duration",
+                "exit_code", "reason", *names])
+    now = time.time()
+    blank = [None] * len(objectives)
+    ranks = _ranks(store, study, objectives)
+    n = 0
+    for row, _points in store.export_rows(study, metrics=False):
+        job_id, number, status, values, _it, params, started, ended, exit_code, reason, budget = row[:11]
+        duration = None if started is None else (ended or now) - started
+        p = json.loads(params)
+        vals = json.loads(values) if values else blank
+        w.writerow([job_id, number, _rank_of(ranks, number) or "", status, *vals, budget, duration, exit_code,
+                    reason or "", *[p.get(k, "") for k in names]])
+        n += 1
+    return n
