@@ -161,7 +161,7 @@ def test_the_cli_runs_a_simulated_study(tmp_path: Path, monkeypatch: pytest.Monk
     out = capsys.readouterr().out
     assert "backend sim" in out and "rank" in out
     assert main(["status", "study", "--storage", str(tmp_path / ".hyperscout")]) == 0
-    assert capsys.readouterr().out.count("completed") == 20
+    assert capsys.readouterr().out.count("  completed  ") == 20
 
 
 def test_listed_configurations_run_in_order(tmp_path: Path) -> None:
