@@ -110,6 +110,9 @@ def create_app(store_dir: str | Path, *, token: str | None = None, loopback_only
 
     async def study_page(request: Request) -> Response:
         name = request.path_params["name"]
+        # the page will ask for its data at once: start building it now, while the browser loads the scripts
+        prepare = asyncio.get_running_loop().run_in_executor(None, hub.snapshot_body, name, "default")
+        prepare.add_done_callback(lambda f: f.cancelled() or f.exception())  # an error shows when the page asks, not here
         return page("study.html", request, name=name, notice=request.query_params.get("notice", ""))
 
     async def job_page(request: Request) -> Response:
@@ -244,8 +247,12 @@ def create_app(store_dir: str | Path, *, token: str | None = None, loopback_only
     async def api_study(request: Request) -> Response:
         name = request.query_params.get("name", "")
         curves = "all" if request.query_params.get("curves") == "all" else "default"
-        snap = await run_in_threadpool(hub.snapshot, name, curves)
-        return _json(snap)
+        raw, gz = await run_in_threadpool(hub.snapshot_body, name, curves)
+        headers = {"Cache-Control": "no-store", "X-HS-Now": f"{time.time():.3f}"}
+        if gz is not None and "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(gz, media_type="application/json",
+                            headers={**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return Response(raw, media_type="application/json", headers=headers)
 
     async def api_curves(request: Request) -> Response:
         name = request.query_params.get("name", "")

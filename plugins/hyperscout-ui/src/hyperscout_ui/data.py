@@ -281,6 +281,16 @@ def _f(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+def _safe(v: Any) -> Any:
+    """``json_safe`` with a fast path for the scalars parameters nearly always are."""
+    t = type(v)
+    if t is float:
+        return v if math.isfinite(v) else None
+    if v is None or t is int or t is str or t is bool:
+        return v
+    return json_safe(v)
+
+
 # -- one study ---------------------------------------------------------------------------------
 class StudyModel:
     """Everything the study page shows about one study, kept up to date from the store by deltas."""
@@ -295,6 +305,7 @@ class StudyModel:
         self.study_file = study_file
         self.jobs: dict[str, Job] = {}
         self.rowid: dict[str, int] = {}
+        self._rows: dict[str, tuple[Job, Any, list[Any]]] = {}
         self.last: dict[str, tuple[int, float | None]] = {}
         self.cursor = Cursor()
         self.info: dict[str, Any] = {}
@@ -326,6 +337,7 @@ class StudyModel:
                      if k in self.jobs}
         self.cursor = Cursor(max(self.rowid.values(), default=0), mt, ev)
         self.axes = param_axes(self.definition, self.jobs.values())
+        self._rows = {}
         self.run_started = self.store.last_event_time(self.name, "study_started")
         self._set_info(row)
         self.summary = self._summary()
@@ -384,6 +396,7 @@ class StudyModel:
             new_axes = param_axes(self.definition, changed.values())
             if any(a["name"] not in {x["name"] for x in self.axes} for a in new_axes):
                 self.axes = param_axes(self.definition, self.jobs.values())
+                self._rows = {}
             delta["jobs"] = [self.row(j) for j in sorted(changed.values(), key=lambda j: j.number)]
             summary = self._summary()
             if summary != self.summary:
@@ -421,12 +434,19 @@ class StudyModel:
         return [a["name"] for a in self.axes]
 
     def row(self, j: Job) -> list[Any]:
-        li, lv = self.last.get(j.id, (None, None))
-        return [
+        """The job as the page's row; kept until the job or its last point changes (a snapshot re-uses them)."""
+        last = self.last.get(j.id, (None, None))
+        hit = self._rows.get(j.id)
+        if hit is not None and hit[0] is j and hit[1] == last:
+            return hit[2]
+        li, lv = last
+        row = [
             j.number, j.id, j.status.value, json_safe(j.objective_values), j.objective_iterations, _f(j.budget),
-            [json_safe(j.params.get(n)) for n in self.param_names()], _t(j.queued or j.created), _t(j.started), _t(j.ended),
+            [_safe(j.params.get(n)) for n in self.param_names()], _t(j.queued or j.created), _t(j.started), _t(j.ended),
             j.exit_code, j.reason, j.superseded_by, int(j.archived), int(j.interrupted), li, _f(lv),
         ]
+        self._rows[j.id] = (j, last, row)
+        return row
 
     def _summary(self) -> dict[str, Any]:
         jobs = list(self.jobs.values())

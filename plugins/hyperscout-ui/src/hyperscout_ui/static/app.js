@@ -11,6 +11,7 @@
   const VIRIDIS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"];
   const PLOT_CFG = { displaylogo: false, responsive: true };
   const GL = () => (window.HS_GL_AT || 4000);  // points above which scatter plots use WebGL
+  const POINTS = () => (window.HS_POINTS || 2000);  // points above which a scatter plot draws a sample
   const HS = (window.__hs = { flushes: 0, renders: [], plots: {}, deltas: 0, errors: [], marks: {} });
   const markT = (k) => { if (!(k in HS.marks)) HS.marks[k] = Math.round(performance.now()); };
 
@@ -80,7 +81,10 @@
   async function getJSON(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" } });
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-    return r.json();
+    const d = await r.json();
+    const now = +r.headers.get("x-hs-now");  // the server's clock (a cached body's own "now" is old)
+    if (now && d && typeof d === "object") d.now = now;
+    return d;
   }
   function react(id, traces, layout) {
     const div = document.getElementById(id);
@@ -122,7 +126,7 @@
 
     // Rendering is split into one task per part, so the page stays responsive while plots draw.
     // Plots in view draw first; the others draw one per idle moment (or when scrolled to), and the
-    // heavy ones of a big study re-draw at most every few times their own drawing cost.
+    // heavy ones re-draw at most once a second and at most every 3x their own drawing cost.
     const ORDER = ["header", "budget", "resources", "best", "table", "events", "history", "time", "parcoords",
                    "curves", "importance", "pareto", "slices", "restimeline"];
     const DIV = { history: "p-history", time: "p-time", parcoords: "p-parcoords", curves: "p-curves",
@@ -147,7 +151,8 @@
       if (!DIV[part]) return true;
       if (!window.Plotly) return false;
       const since = performance.now() - (S.lastRender[part] || 0);
-      return since >= Math.max(250, 3 * (S.cost[part] || 0));
+      const cost = S.cost[part] || 0;  // live: a plot that costs more than 50 ms re-draws at most once a second
+      return since >= Math.max(cost > 50 ? 1000 : 250, 3 * cost);
     }
     async function draw(part) {
       S.dirty.delete(part);
@@ -174,7 +179,7 @@
       idle(async () => {
         if (S.flushing) return;
         // off-screen plots of a big study wait until scrolled to: one would block input for a second
-        const cheap = (p) => S.jobs.size <= 2000 || (S.cost[p] !== undefined && S.cost[p] < 150);
+        const cheap = (p) => S.jobs.size <= (window.HS_LAZY_AT ?? 2000) || (S.cost[p] !== undefined && S.cost[p] < 150);
         const part = ORDER.find((p) => S.dirty.has(p) && ready(p) && !visible.has(p) && cheap(p));
         if (part) { S.flushing = true; await draw(part); S.flushing = false; }
         if (part && ORDER.some((p) => S.dirty.has(p))) setTimeout(schedule, 200);
@@ -202,6 +207,8 @@
     }
 
     async function start() {
+      // plotly.js (4.8 MB) compiles while the server builds the data; the table does not wait for it
+      const plotlyLoading = plotly().catch((e) => banner(String(e)));
       const snap = STATIC ? JSON.parse($("#report-data").textContent) : await getJSON(`/api/study?name=${encodeURIComponent(name)}`);
       markT("data");
       if (snap.pending) {
@@ -222,9 +229,11 @@
       S.cursor = snap.cursor;
       S.skew = (snap.now || Date.now() / 1000) - Date.now() / 1000;
       S.pcLimit = "auto";
+      S.ptLimit = "auto";
       mark(...ORDER);
       bindTable();
       $("#pc-limit").addEventListener("change", (e) => { S.pcLimit = e.target.value; mark("parcoords"); });
+      $("#pt-limit").addEventListener("change", (e) => { S.ptLimit = e.target.value; mark("history", "time", "slices"); });
       const cm = $("#curve-mode");
       if (STATIC) cm.disabled = true;
       cm.addEventListener("change", async (e) => {
@@ -236,9 +245,7 @@
         mark("curves");
       });
       if (!STATIC) stream(() => `/api/study/stream?name=${encodeURIComponent(name)}&since=${S.cursor}`, { delta: onDelta });
-      const whenDrawn = () => (S.dirty.has("table") ? setTimeout(whenDrawn, 20) : plotly().then(() => mark(...Object.keys(DIV)))
-        .catch((e) => banner(String(e))));
-      whenDrawn();
+      plotlyLoading.then(() => window.Plotly && schedule());
     }
 
     // -- panels
@@ -318,7 +325,8 @@
         }
       },
       history() {
-        const rows = [...S.jobs.values()].filter(live);
+        const all = [...S.jobs.values()].filter(live);
+        const rows = sample(all, POINTS());
         const traces = [];
         const big = rows.length > GL();
         for (const st of ["completed", "pruned", "running", "failed", "aborted"]) {
@@ -331,13 +339,15 @@
           }
           const missing = sel.length - x.length;
           if (!x.length && !missing) continue;
+          const total = rows === all ? sel.length : all.filter((r) => col(r, "st") === st).length;
           traces.push({ type: big ? "scattergl" : "scatter", mode: "markers", x, y, text, hoverinfo: "text",
-                        name: st + (st === "completed" ? "" : " (last value)") + (missing ? ` · ${missing} without value` : ""),
+                        name: st + (st === "completed" ? "" : " (last value)") + (missing ? ` · ${missing} without value` : "") +
+                          (total > sel.length ? ` · ${sel.length} of ${total} drawn` : ""),
                         marker: { color: COLORS[st], size: 6, symbol: st === "completed" ? "circle" : st === "pruned" ? "triangle-down-open" : "x" } });
         }
         const steps = S.summary.steps_n || [];
         if (steps.length) {
-          const lastN = Math.max(...rows.map((r) => col(r, "n")));
+          const lastN = Math.max(...all.map((r) => col(r, "n")));
           traces.push({ type: "scatter", mode: "lines", line: { shape: "hv", color: "#111", width: 2 }, name: "best so far",
                         x: [...steps.map((s) => s[0]), lastN], y: [...steps.map((s) => s[1]), steps[steps.length - 1][1]], hoverinfo: "y" });
         }
@@ -350,14 +360,16 @@
         return react("p-history", traces, { xaxis: { title: { text: "job #" } }, yaxis: { title: { text: primary().key } } });
       },
       time() {
-        const done = [...S.jobs.values()].filter((r) => live(r) && col(r, "st") === "completed" && col(r, "v") && col(r, "t1"))
+        const every = [...S.jobs.values()].filter((r) => live(r) && col(r, "st") === "completed" && col(r, "v") && col(r, "t1"))
           .sort((a, b) => col(a, "t1") - col(b, "t1"));
-        const traces = [{ type: done.length > GL() ? "scattergl" : "scatter", mode: "lines+markers", name: "last reported",
+        const done = sample(every, POINTS());
+        const traces = [{ type: done.length > GL() ? "scattergl" : "scatter", mode: "lines+markers",
+          name: "last reported" + (done.length < every.length ? ` (${done.length} of ${every.length} drawn)` : ""),
           x: done.map((r) => new Date(col(r, "t1") * 1000)), y: done.map((r) => col(r, "v")[0]),
           text: done.map(hover), hoverinfo: "text", marker: { size: 4, color: COLORS.completed }, line: { width: 1, color: "#9ecae1" } }];
         const steps = S.summary.steps_t || [];
         if (steps.length) {
-          const end = S.info.state === "running" ? Date.now() / 1000 + S.skew : Math.max(...done.map((r) => col(r, "t1")));
+          const end = S.info.state === "running" ? Date.now() / 1000 + S.skew : Math.max(...every.map((r) => col(r, "t1")));
           traces.push({ type: "scatter", mode: "lines", line: { shape: "hv", color: "#111", width: 2 }, name: maximize() ? "max so far" : "min so far",
             x: [...steps.map((s) => new Date(s[2] * 1000)), new Date(end * 1000)], y: [...steps.map((s) => s[1]), steps[steps.length - 1][1]] });
         }
@@ -412,6 +424,18 @@
       },
     };
 
+    // Above POINTS() points a scatter plot draws a sample: the best 200 by the primary objective, the
+    // latest 100 jobs, and the others picked by their job number (a golden-ratio sequence, so the pick is
+    // spread evenly and a job stays in or out as the study grows). "all points" draws every job (WebGL).
+    function sample(rows, budget) {
+      if (S.ptLimit === "all" || rows.length <= budget) return rows;
+      const sgn = maximize() ? -1 : 1, val = (r) => (col(r, "v") ? col(r, "v")[0] : null);
+      const best = new Set(rows.filter((r) => typeof val(r) === "number").sort((a, b) => sgn * (val(a) - val(b))).slice(0, 200));
+      const ns = rows.map((r) => col(r, "n")).sort((a, b) => b - a);
+      const latest = ns[Math.min(99, ns.length - 1)];
+      const rate = Math.max(0, budget - best.size - 100) / rows.length;
+      return rows.filter((r) => best.has(r) || col(r, "n") >= latest || ((col(r, "n") * 2654435761) >>> 0) / 4294967296 < rate);
+    }
     const hoverCache = new WeakMap();  // rows are replaced when they change, so a row's text never goes stale
     function hover(r) {
       let t = hoverCache.get(r);
@@ -545,19 +569,24 @@
 
     function renderSlices() {
       const params = S.info.params;
-      const done = [...S.jobs.values()].filter((r) => live(r) && col(r, "st") === "completed" && col(r, "v"));
+      const every = [...S.jobs.values()].filter((r) => live(r) && col(r, "st") === "completed" && col(r, "v"));
+      const done = sample(every, Math.round((1.5 * POINTS()) / Math.max(1, params.length)));
       const cols = Math.min(3, Math.max(1, params.length)), rows = Math.ceil(params.length / cols);
       const traces = [], layout = { grid: { rows, columns: cols, pattern: "independent" }, showlegend: false,
                                     margin: { l: 60, r: 20, t: 20, b: 40 } };
       const budgets = done.map((r) => col(r, "b")).filter((b) => b !== null && b !== undefined);
       const bmax = budgets.length ? Math.max(...budgets) : null;
-      const gl = done.length > 4000;
+      const gl = done.length > GL();
       params.forEach((p, k) => {
         const ax = k === 0 ? "" : String(k + 1);
         traces.push({ type: gl ? "scattergl" : "scatter", mode: "markers", xaxis: "x" + ax, yaxis: "y" + ax,
           x: done.map((r) => col(r, "p")[k]), y: done.map((r) => col(r, "v")[0]), text: done.map(hover), hoverinfo: "text",
           marker: { size: bmax ? done.map((r) => 4 + 6 * ((col(r, "b") || 0) / bmax)) : 5, color: done.map((r) => col(r, "n")),
                     colorscale: "Blues", opacity: 0.75, showscale: k === 0, colorbar: { title: { text: "job #" }, thickness: 10 } } });
+        if (k === 0 && done.length < every.length) {
+          layout.annotations = [{ xref: "paper", yref: "paper", x: 1, y: 1.02, xanchor: "right", yanchor: "bottom", showarrow: false,
+            text: `${done.length} of ${every.length} completed jobs drawn`, font: { size: 10, color: "#666" } }];
+        }
         const b = S.summary.best && S.jobs.get(S.summary.best.n);
         if (b) traces.push({ type: "scatter", mode: "markers", xaxis: "x" + ax, yaxis: "y" + ax, x: [col(b, "p")[k]], y: [col(b, "v")[0]],
           hoverinfo: "skip", marker: { symbol: "star", size: 14, color: "#facc15", line: { color: "#111", width: 1 } } });
