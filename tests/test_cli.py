@@ -254,3 +254,21 @@ def test_every_example_study_file_is_valid() -> None:
     for f in files:
         cfg = load_study(f)
         assert cfg.parameters and cfg.objectives
+
+
+def test_a_task_id_naming_a_file_is_relative_to_the_study_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from hyperscout.config import load_study
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "jobs.py").write_text("def job(params, budget):\n    return []\n")
+    (tmp_path / "conf" / "runs.json").write_text("{}")
+    body = '[task]\ntask_id = "{}"\n[objective]\ntitle = "v"\nseries = "l"\nsign = "min"\n' \
+           '[[parameters]]\nname = "x"\ntype = "UniformParameterRange"\nmin_value = 0\nmax_value = 1\n'
+    monkeypatch.chdir(tmp_path)  # elsewhere than the study file
+    for given, expected in (("jobs.py:job", f"{tmp_path / 'conf' / 'jobs.py'}:job"),
+                            ("runs.json", str(tmp_path / "conf" / "runs.json")),
+                            ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+                            ("pkg.mod:job", "pkg.mod:job")):
+        study = tmp_path / "conf" / "study.toml"
+        study.write_text(body.format(given))
+        assert load_study(study).optimizer_kwargs()["base_task_id"] == expected

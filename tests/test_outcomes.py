@@ -1,26 +1,23 @@
-"""What a job's value means when it is stopped, fails, or reports garbage: one rule, one ranking."""
+"""What a job's value means when it is stopped, fails, or reports garbage: one rule, one ranking.
+
+Here with real scripts. The same rules for stop points, interrupted jobs and time limits are also
+tested without processes, on the virtual clock: plugins/hyperscout-sim/tests/test_engine_limits.py.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import textwrap
-import time
 from pathlib import Path
 
-from conftest import read_store, run_cli, wait_for
+from conftest import read_store, run_cli
 
 from hyperscout import (
     Command,
     DiscreteParameterRange,
     HyperParameterOptimizer,
     JobStatus,
-    SearchStrategy,
-    Suggestion,
-    TrialResult,
-    UniformParameterRange,
 )
-from hyperscout.store import Store
 
 
 def _opt(tmp_path: Path, script: str, params, **kw) -> HyperParameterOptimizer:  # type: ignore[no-untyped-def]
@@ -73,93 +70,6 @@ def test_a_nan_or_infinite_objective_fails_that_job_and_the_study_goes_on(tmp_pa
     again.start()
     again.wait()
     assert len(again.get_all_experiments()) == 3
-
-
-BLOCKING = """
-import argparse, os, time
-from hyperscout import report_scalar
-p = argparse.ArgumentParser()
-p.add_argument("--x", type=float)
-a = p.parse_args()
-report_scalar("val", "loss", -100.0 - a.x, 1)     # a spectacular partial value
-while not os.path.exists(os.environ["GATE"]):
-    time.sleep(0.01)
-report_scalar("val", "loss", a.x, 2)
-"""
-
-
-def test_interrupted_jobs_are_never_ranked_best_or_called_back(tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    params = [UniformParameterRange("x", 0.0, 1.0, step_size=0.25)]
-    opt = _opt(tmp_path, BLOCKING, params, total_max_jobs=4, env={"GATE": str(gate)})
-    calls: list[tuple] = []
-    opt.start(job_complete_callback=lambda *a: calls.append(a))
-    db = tmp_path / "store" / "hyperscout.sqlite"
-    wait_for(lambda: len(read_store(db, "SELECT DISTINCT job_id FROM metrics")) == 2, "two partial values")
-    opt.stop()
-    assert calls == []
-    assert opt.get_top_experiments(4) == []
-    stopped = opt.get_all_experiments()
-    assert all(j.status is JobStatus.ABORTED and j.interrupted and j.objective_values is None for j in stopped)
-    store = Store(tmp_path / "store", readonly=True)
-    assert [e for e in store.events("s") if e["kind"] == "new_best"] == []
-    top = run_cli("top", "s", "--storage", str(tmp_path / "store"))
-    assert "no job finished with an objective value" in top.stdout
-    # resume: only the re-runs are ranked and called back, once each
-    gate.touch()
-    resumed = _opt(tmp_path, BLOCKING, params, total_max_jobs=4, env={"GATE": str(gate)})
-    resumed.start(job_complete_callback=lambda *a: calls.append(a))
-    resumed.wait()
-    jobs = resumed.get_all_experiments()
-    ranked = [j for j in jobs if j.ranked]
-    assert len(ranked) == 4 and sorted(c[0] for c in calls) == sorted(j.id for j in ranked)
-    assert all(c[1] >= 0 for c in calls)  # the -100 partial values never became a result
-    # top, export and get_top_experiments rank with one function
-    top_ids = [t.id for t in resumed.get_top_experiments(4)]
-    data = json.loads(run_cli("export", "s", "--storage", str(tmp_path / "store")).stdout)
-    by_rank = sorted((j for j in data["jobs"] if j["rank"]), key=lambda j: j["rank"])
-    assert [j["id"] for j in by_rank] == top_ids
-    table = run_cli("top", "s", "-k", "4", "--storage", str(tmp_path / "store")).stdout.splitlines()[2:]
-    assert [line.split()[1] for line in table] == top_ids
-
-
-FAST = """
-import argparse
-from hyperscout import report_scalar
-p = argparse.ArgumentParser()
-p.add_argument("--x", type=float)
-a = p.parse_args()
-for i in range(1, 400):                  # far past any budget, better and better
-    report_scalar("val", "loss", 10.0 - i, i)
-"""
-
-
-class SlowAsk(SearchStrategy):
-    """Asks slowly (like BOHB's ~60 ms model fit) and gives every job a budget of 2 iterations."""
-
-    name = "slow-ask"
-
-    def ask(self, trial_id: str) -> Suggestion:
-        time.sleep(0.3)  # the strategy's own cost, not a test synchronisation
-        return Suggestion({"x": self.rng.random()}, budget=2)
-
-    def tell(self, trial_id: str, result: TrialResult) -> None:
-        self.told = [*getattr(self, "told", []), result]
-
-
-def test_a_value_after_the_stop_point_never_becomes_the_result(tmp_path: Path) -> None:
-    opt = _opt(tmp_path, FAST, [UniformParameterRange("x", 0.0, 1.0)], optimizer_class=SlowAsk, total_max_jobs=4)
-    opt.start()
-    opt.wait()
-    jobs = opt.get_all_experiments()
-    assert len(jobs) == 4
-    for j in jobs:
-        assert j.status is JobStatus.COMPLETED, j.reason
-        assert j.objective_values == [8.0] and j.objective_iterations == [2], (j.objective_values, j.reason)
-        late = [m for m in j.metrics if m.after_stop]
-        assert all(m.iteration > 2 for m in late)
-    told = opt.get_optimizer().told  # type: ignore[attr-defined]
-    assert all(r.values == (8.0,) and [i for i, _ in r.intermediate] == [1, 2] for r in told)
 
 
 NATURAL = """
@@ -235,16 +145,3 @@ def test_a_study_with_no_ranked_job_exits_non_zero_and_names_what_was_reported(t
     out = run_cli("run", str(tmp_path / "study.toml"))
     assert out.returncode == 1
     assert "no job finished with a value of validation/accuracy: jobs reported loss/train, validation/acc" in out.stderr
-
-
-def test_time_limit_per_job_aborts_without_ranking_the_partial_value(tmp_path: Path) -> None:
-    gate = tmp_path / "never"
-    opt = _opt(tmp_path, BLOCKING, [DiscreteParameterRange("x", [0.5])], time_limit_per_job=0.5 / 60,
-               env={"GATE": str(gate)})
-    calls: list[tuple] = []
-    opt.start(job_complete_callback=lambda *a: calls.append(a))
-    opt.wait()
-    (job,) = opt.get_all_experiments()
-    assert job.status is JobStatus.ABORTED and not job.interrupted and "time_limit_per_job" in job.reason
-    assert job.objective_values is None and calls == [] and opt.get_top_experiments(1) == []
-    assert math.isclose(job.history("val", "loss")[0][1], -100.5)

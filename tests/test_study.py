@@ -80,28 +80,6 @@ def test_seed_call_shape_end_to_end(script, tmp_path) -> None:  # type: ignore[n
     assert all_metrics[0]["metrics"]["val/loss"]["min_value"] <= all_metrics[0]["metrics"]["val/loss"]["max_value"]
 
 
-def test_concurrency_is_never_exceeded(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = script("train.py", QUADRATIC)
-    opt = _opt(path, tmp_path, max_number_of_concurrent_tasks=3, total_max_jobs=10,
-               optimizer_class="grid", hyper_parameters=[UniformParameterRange("x", 0, 1, step_size=0.1),
-                                                         DiscreteParameterRange("sleep", [0.1, 0.2])])
-    peak = 0
-    opt.start()
-    while opt.is_running():
-        peak = max(peak, opt.get_num_active_experiments())
-        time.sleep(0.005)
-    opt.wait()
-    jobs = opt.get_all_experiments()
-    assert len(jobs) == 10 and peak <= 3
-    # Intervals from the store: at no instant were more than 3 jobs running.
-    events = sorted([(j.started, 1) for j in jobs] + [(j.ended, -1) for j in jobs], key=lambda e: (e[0], e[1]))
-    running = 0
-    for _, delta in events:
-        running += delta
-        assert running <= 3
-    assert peak >= 2
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -218,26 +196,11 @@ def test_parameters_reach_the_script_in_every_style(script, tmp_path) -> None:  
     assert all(r["api"] == {"lr": 0.25} for r in results.values())
 
 
-def test_max_iteration_per_job_stops_the_job_as_completed(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = script("long.py", """
-        import time
-        from hyperscout import report_scalar
-        for i in range(1, 1000):
-            print(f"iteration {i}", flush=True)
-            report_scalar("val", "loss", 1.0 / i, i)
-            time.sleep(0.02)
-    """)
-    opt = _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("x", [1])], max_iteration_per_job=5,
-               total_max_jobs=1)
-    opt.start()
-    opt.wait()
-    job = opt.get_all_experiments()[0]
-    assert job.status is JobStatus.COMPLETED and "budget of 5" in job.reason
-    assert job.objective_iterations == [5] or job.objective_iterations[0] >= 5
-    assert "iteration 999" not in Path(job.stdout_path).read_text()
-
-
 def test_optimization_time_limit_stops_and_marks_jobs_interrupted(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The process-level test of the limits that stop a study (the time limit on the wall clock;
+    # compute_time_limit ends jobs the same way): the running scripts are ended, not left behind.
+    # Their logic (what ends when, statuses, reasons, values) is tested on the virtual clock in
+    # plugins/hyperscout-sim/tests (test_limits.py, test_engine_limits.py).
     path = script("slow.py", QUADRATIC)
     opt = _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("sleep", [5.0]), UniformParameterRange("x", 0, 1)],
                total_max_jobs=None)
@@ -249,25 +212,7 @@ def test_optimization_time_limit_stops_and_marks_jobs_interrupted(script, tmp_pa
     assert opt.study.end_reason == "time_limit"
     jobs = opt.get_all_experiments()
     assert jobs and all(j.status is JobStatus.ABORTED and j.interrupted for j in jobs)
-
-
-def test_same_study_name_resumes_and_total_max_jobs_counts_across(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = script("train.py", QUADRATIC)
-    first = _opt(path, tmp_path, total_max_jobs=4)
-    first.start()
-    first.wait()
-    again = _opt(path, tmp_path, total_max_jobs=4)
-    again.start()
-    again.wait()
-    assert len(again.get_all_experiments()) == 4  # nothing new: the budget was already used
-    more = _opt(path, tmp_path, total_max_jobs=7)
-    more.start()
-    more.wait()
-    jobs = more.get_all_experiments()
-    assert len(jobs) == 7
-    assert len({json.dumps(j.params, sort_keys=True) for j in jobs}) == 7  # random never repeats across resumes
-    with pytest.raises(Exception, match="different search space"):
-        _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("x", [0.5])]).start()
+    assert not [j.pid for j in jobs if _alive(j.pid)], "a script outlived the study's time limit"
 
 
 KILLABLE_DRIVER = """
@@ -410,18 +355,4 @@ def test_a_freed_slot_is_refilled_within_milliseconds(script, tmp_path) -> None:
     jobs = sorted(opt.get_all_experiments(), key=lambda j: j.number)
     gaps = sorted(b.started - a.ended for a, b in zip(jobs, jobs[1:]))
     assert gaps[len(gaps) // 2] < 0.1, gaps  # no polling sleep between one job's exit and the next launch
-
-
-def test_compute_time_limit_counts_running_time_of_all_jobs_in_minutes(script, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = script("slow.py", QUADRATIC)
-    opt = _opt(path, tmp_path, hyper_parameters=[DiscreteParameterRange("sleep", [5.0]), UniformParameterRange("x", 0, 1)],
-               total_max_jobs=None, compute_time_limit=2.0 / 60)  # 2 s of job time, two jobs at a time
-    t0 = time.time()
-    opt.start()
-    opt.wait()
-    took = time.time() - t0
-    assert opt.study.end_reason == "compute_time_limit"
-    jobs = opt.get_all_experiments()
-    used = sum(j.duration for j in jobs)
-    assert len(jobs) == 2 and 2.0 <= used < 4.0  # ClearML compares a fraction with minutes; we stop at 2 s
-    assert took < 4.0
+    assert gaps[0] >= 0, gaps  # one at a time: never two processes running at once

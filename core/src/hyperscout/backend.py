@@ -88,6 +88,9 @@ class JobSpec:
     metric_patterns: Sequence[MetricPattern] = ()
     #: the queue the user named (``execution_queue``); local backends ignore it
     queue: str | None = None
+    #: the job's iteration budget from the strategy (Hyperband, BOHB) or None; the engine stops the
+    #: job at it whatever the backend does, a backend may pass it on (a simulator runs to it)
+    budget: float | None = None
 
     @property
     def command(self) -> Command:

@@ -206,6 +206,10 @@ def load_study(file: str | Path) -> StudyConfig:
         command: Command | str
         if task_ids:
             command = _str(path, f"task.{task_ids[0]}", task[task_ids[0]])
+            # a file a backend reads ("runs.json" to replay, "jobs.py:job"): relative to the study file, as scripts are
+            file_part, colon, function = command.partition(":") if ".py:" in command else (command, "", "")
+            if file_part and not Path(file_part).is_absolute() and (base / file_part).is_file():
+                command = f"{base / file_part}{colon}{function}"
         elif "script" in task:
             script = Path(_str(path, "task.script", task["script"]))
             script = script if script.is_absolute() else base / script

@@ -300,9 +300,12 @@ class Engine:
         self.events.put(_Wake())
 
     def set_deadline(self, deadline: float | None) -> None:
-        if self.virtual and deadline is not None and self.started_at is not None:
-            deadline = self.now() + (deadline - time.time())
-        self.deadline = deadline
+        """A wall-clock deadline; on a virtual clock it is moved onto the study's clock (under the lock
+        that :meth:`run` takes to start that clock, so it is never converted twice)."""
+        with self._lock:
+            if self.virtual and deadline is not None and self.started_at is not None:
+                deadline = self.now() + (deadline - time.time())
+            self.deadline = deadline
         self.events.put(_Wake())
 
     def snapshot(self) -> list[Job]:
@@ -466,9 +469,10 @@ class Engine:
         """Run to the end; returns the end reason. Safe to call once."""
         if not self._prepared:
             self.prepare()
-        self.started_at = self.now()
-        if self.virtual and self.deadline is not None:  # a wall-clock deadline, moved onto the study's clock
-            self.deadline = self.started_at + (self.deadline - time.time())
+        with self._lock:
+            self.started_at = self.now()
+            if self.virtual and self.deadline is not None:  # a wall-clock deadline, moved onto the study's clock
+                self.deadline = self.started_at + (self.deadline - time.time())
         failed: BaseException | None = None
         try:
             self._open_backend()
@@ -628,6 +632,7 @@ class Engine:
             workdir=str(job_dir(self.store, self.name, job.id)),
             metric_patterns=self.metric_patterns,
             queue=self.queue_name,
+            budget=job.budget,
         )
 
     def _launch(self, job: Job) -> None:

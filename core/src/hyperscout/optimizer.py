@@ -494,12 +494,23 @@ class HyperParameterOptimizer:
         """How often the progress line refreshes (minutes)."""
         self._report_period = 60.0 * _positive("report_period_minutes", report_period_minutes)
 
+    def _virtual(self) -> Engine | None:
+        """The engine when its backend simulates time (``sim``) and its clock has started."""
+        e = self._engine
+        return e if e is not None and e.virtual and e.started_at is not None else None
+
     def elapsed(self) -> float:
-        """Minutes since ``start()``, or -1.0 before it."""
-        return -1.0 if self.optimization_start_time is None else (time.time() - self.optimization_start_time) / 60.0
+        """Minutes since ``start()`` (on the study's clock), or -1.0 before it."""
+        if self.optimization_start_time is None:
+            return -1.0
+        if (e := self._virtual()) is not None:
+            return e.view.elapsed / 60.0
+        return (time.time() - self.optimization_start_time) / 60.0
 
     def reached_time_limit(self) -> bool:
-        """Whether the deadline has passed (False when there is none)."""
+        """Whether the deadline has passed (False when there is none), on the study's clock."""
+        if (e := self._virtual()) is not None:
+            return e.deadline is not None and e.now() >= e.deadline
         return self._deadline is not None and self.optimization_start_time is not None and time.time() > self._deadline
 
     def is_active(self) -> bool:
