@@ -60,3 +60,36 @@ def test_fronts_match_a_brute_force_definition() -> None:
     assert set(fronts[0]) == first
     for k in range(1, len(fronts)):  # everything in front k is dominated by something in front k-1
         assert all(any(dominates(pts[j], pts[i]) for j in fronts[k - 1]) for i in fronts[k])
+
+
+def _fronts_pairwise(points: list[tuple[float, ...]]) -> list[list[int]]:
+    """The textbook O(n^2) sort (Deb et al.): the reference the fast one must match."""
+    from hyperscout.objective import _dominates
+
+    n = len(points)
+    beaten: list[list[int]] = [[] for _ in range(n)]
+    count = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i != j and _dominates(points[i], points[j]):
+                beaten[i].append(j)
+                count[j] += 1
+    fronts = [[i for i in range(n) if count[i] == 0]]
+    while fronts[-1]:
+        nxt = []
+        for i in fronts[-1]:
+            for j in beaten[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(j)
+        fronts.append(sorted(nxt))
+    return [f for f in fronts if f]
+
+
+def test_non_dominated_fronts_match_the_pairwise_sort_with_ties_and_duplicates() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        m = rng.choice([2, 2, 3, 4])
+        points = [tuple(float(rng.randint(0, 4)) if rng.random() < 0.6 else rng.random() for _ in range(m))
+                  for _ in range(rng.randint(0, 90))]
+        assert non_dominated_fronts(points) == _fronts_pairwise(points), points

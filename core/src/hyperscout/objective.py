@@ -161,29 +161,49 @@ def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def non_dominated_fronts(points: Sequence[Sequence[float]]) -> list[list[int]]:
-    """Fast non-dominated sort (Deb et al.) of normalized points; returns index lists, best front first."""
+    """Non-dominated sorting of normalized points (higher is better): index lists, best front first,
+    each in index order.
+
+    Points are taken in decreasing lexicographic order, so a point's dominators are all placed
+    before it, and each goes to the first front none of whose members dominates it (the
+    efficient non-dominated sort of Zhang et al.). Two objectives: a front's member with the
+    highest second value decides, and fronts are searched by bisection: O(n log n) (10,000 jobs
+    in milliseconds instead of a minute for the pairwise sort).
+    """
     n = len(points)
-    dominated_by: list[list[int]] = [[] for _ in range(n)]
-    counts = [0] * n
-    fronts: list[list[int]] = [[]]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if _dominates(points[i], points[j]):
-                dominated_by[i].append(j)
-                counts[j] += 1
-            elif _dominates(points[j], points[i]):
-                dominated_by[j].append(i)
-                counts[i] += 1
-    fronts[0] = [i for i in range(n) if counts[i] == 0]
-    while fronts[-1]:
-        nxt: list[int] = []
-        for i in fronts[-1]:
-            for j in dominated_by[i]:
-                counts[j] -= 1
-                if counts[j] == 0:
-                    nxt.append(j)
-        fronts.append(nxt)
-    return [f for f in fronts if f]
+    if n == 0:
+        return []
+    order = sorted(range(n), key=lambda i: tuple(points[i]), reverse=True)
+    fronts: list[list[int]] = []
+    if len(points[0]) == 2:
+        tops: list[tuple[float, float]] = []  # per front: its member with the highest second value
+        for i in order:
+            x, y = points[i]
+            lo, hi = 0, len(fronts)
+            while lo < hi:  # the first front that does not dominate (i): fronts before it all do
+                mid = (lo + hi) // 2
+                tx, ty = tops[mid]
+                if ty > y or (ty == y and tx > x):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == len(fronts):
+                fronts.append([i])
+                tops.append((x, y))
+            else:
+                fronts[lo].append(i)
+                if y > tops[lo][1]:
+                    tops[lo] = (x, y)
+    else:
+        for i in order:
+            p = points[i]
+            for front in fronts:
+                if not any(_dominates(points[q], p) for q in reversed(front)):
+                    front.append(i)
+                    break
+            else:
+                fronts.append([i])
+    return [sorted(f) for f in fronts]
 
 
 def _crowding(points: Sequence[Sequence[float]], front: list[int]) -> dict[int, float]:
