@@ -22,9 +22,6 @@ from hyperscout.store import Store, json_safe
 
 __all__ = ["export_csv", "export_json"]
 
-_NONFINITE = ("NaN", "Infinity")
-
-
 def _ranks(store: Store, study: str, objectives: ObjectiveSet) -> array:
     """Rank by job number (0: not ranked), in the order of :func:`hyperscout.ranked_jobs`: in SQL for
     one objective; for several, in memory from the objective values alone (no histories)."""
@@ -47,7 +44,7 @@ def _json_text(text: str | None) -> str:
     """A JSON column of the store as strict JSON (NaN and infinities become null)."""
     if text is None:
         return "null"
-    if any(t in text for t in _NONFINITE):
+    if "NaN" in text or "Infinity" in text:
         return json.dumps(json_safe(json.loads(text)), allow_nan=False)
     return text
 
@@ -64,13 +61,16 @@ def _str(v: str | None) -> str:
     return "null" if v is None else encode_basestring(v)
 
 
-def _points(points: list[tuple[Any, ...]]) -> str:
+def _points(points: list[tuple[Any, ...]], prefixes: dict[tuple[str, str], str]) -> str:
     """``[[title, series, iteration, value, after_stop], ...]`` (NaN and infinities as null)."""
-    enc, bad = encode_basestring, _NOT_FINITE
-    return ",".join([
-        f'[{enc(t)},{enc(s)},{i},{"null" if v is None or v in bad or v != v else repr(v)},{_BOOL[a]}]'
-        for _, t, s, i, v, a in points
-    ])
+    bad = _NOT_FINITE
+    out = []
+    for _, t, s, i, v, a in points:
+        pre = prefixes.get((t, s))
+        if pre is None:
+            pre = prefixes[(t, s)] = f"[{encode_basestring(t)},{encode_basestring(s)},"
+        out.append(f'{pre}{i},{"null" if v is None or v in bad or v != v else repr(v)},{_BOOL[a]}]')
+    return ",".join(out)
 
 
 def export_json(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet, out: TextIO) -> int:
@@ -80,6 +80,7 @@ def export_json(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet,
     out.write(head[:-1] + ',\n"jobs": [')
     now = time.time()
     ranks = _ranks(store, study, objectives)
+    prefixes: dict[tuple[str, str], str] = {}
     n = 0
     for row, points in store.export_rows(study):
         (job_id, number, status, values, iterations, params, started, ended, exit_code, reason, budget, stdout,
@@ -92,7 +93,7 @@ def export_json(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet,
             f'"rank":{_num(_rank_of(ranks, number))},"budget":{_num(budget)},"started":{_num(started)},"ended":{_num(ended)},'
             f'"stdout":{_str(stdout)},"stderr":{_str(stderr)},"retry_of":{_str(retry_of)},'
             f'"superseded_by":{_str(superseded_by)},"interrupted":{"true" if interrupted else "false"},'
-            f'"handle":{_str(handle)},"metrics":[{_points(points)}]}}'
+            f'"handle":{_str(handle)},"metrics":[{_points(points, prefixes)}]}}'
         )
         n += 1
     out.write("\n]}\n")
