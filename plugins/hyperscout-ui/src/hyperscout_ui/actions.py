@@ -10,7 +10,6 @@ opened for that action only (the pages read through a read-only one).
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import os
@@ -32,8 +31,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from hyperscout.errors import HyperscoutError, StoreError
+from hyperscout.export import export_csv, export_json
 from hyperscout.lease import process_start
-from hyperscout.results import ranked_jobs
 from hyperscout.store import Store, json_safe
 from hyperscout_ui.data import UIStore, objectives_of, ui_dir
 from hyperscout_ui.forms import definition_to_doc, toml_text
@@ -263,28 +262,9 @@ class Actions:
 
 
 def _export(store: UIStore, name: str, info: Mapping[str, Any], fmt: str) -> tuple[str, str]:
-    objectives = objectives_of(info["definition"])
-    jobs = store.load_jobs(name)
-    position = {j.id: i + 1 for i, j in enumerate(ranked_jobs(jobs, objectives))}
-    if fmt == "json":
-        payload = {
-            "study": name, "definition": info["definition"],
-            "jobs": [{**j.summary(), "rank": position.get(j.id), "budget": j.budget, "started": j.started,
-                      "ended": j.ended, "stdout": j.stdout_path, "stderr": j.stderr_path, "retry_of": j.retry_of,
-                      "superseded_by": j.superseded_by, "interrupted": j.interrupted, "handle": j.handle,
-                      "metrics": [[m.title, m.series, m.iteration, m.value, m.after_stop] for m in j.metrics]}
-                     for j in jobs],
-        }
-        return json.dumps(json_safe(payload), indent=1, default=str, allow_nan=False), "application/json"
-    if fmt != "csv":
+    """What ``hyperscout export`` writes (the same function: one format, one ranking)."""
+    if fmt not in ("json", "csv"):
         raise ActionError(f"unknown export format {fmt!r}; use csv, json or toml")
-    names = sorted({k for j in jobs for k in j.params})
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["job", "number", "rank", "status", *[o.key for o in objectives], "budget", "duration", "exit_code",
-                "reason", *names])
-    for j in jobs:
-        vals = j.objective_values or [None] * len(objectives)
-        w.writerow([j.id, j.number, position.get(j.id, ""), j.status.value, *vals, j.budget, j.duration, j.exit_code,
-                    j.reason or "", *[j.params.get(n, "") for n in names]])
-    return buf.getvalue(), "text/csv"
+    (export_json if fmt == "json" else export_csv)(store, info, objectives_of(info["definition"]), buf)
+    return buf.getvalue(), "application/json" if fmt == "json" else "text/csv"
