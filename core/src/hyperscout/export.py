@@ -61,41 +61,51 @@ def _str(v: str | None) -> str:
     return "null" if v is None else encode_basestring(v)
 
 
-def _points(points: list[tuple[Any, ...]], prefixes: dict[tuple[str, str], str]) -> str:
-    """``[[title, series, iteration, value, after_stop], ...]`` (NaN and infinities as null)."""
-    bad = _NOT_FINITE
-    out = []
-    for _, t, s, i, v, a in points:
-        pre = prefixes.get((t, s))
-        if pre is None:
-            pre = prefixes[(t, s)] = f"[{encode_basestring(t)},{encode_basestring(s)},"
-        out.append(f'{pre}{i},{"null" if v is None or v in bad or v != v else repr(v)},{_BOOL[a]}]')
-    return ",".join(out)
-
-
 def export_json(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet, out: TextIO) -> int:
-    """Write the study as ``{"study", "definition", "jobs": [...]}``; returns the number of jobs."""
+    """Write the study as ``{"study", "definition", "jobs": [...]}``; returns the number of jobs.
+
+    Each job is one line, formatted here rather than through ``json.dumps`` of a dict (three times
+    faster: the JSON columns of the store are copied as they are, unless not finite).
+    """
     study = info["name"]
     head = json.dumps({"study": study, "definition": json_safe(info["definition"])}, default=str, allow_nan=False)
     out.write(head[:-1] + ',\n"jobs": [')
     now = time.time()
     ranks = _ranks(store, study, objectives)
+    size = len(ranks)
     prefixes: dict[tuple[str, str], str] = {}
+    enc, bad, text, flags = encode_basestring, _NOT_FINITE, _json_text, _BOOL
+    lines: list[str] = []
     n = 0
     for row, points in store.export_rows(study):
         (job_id, number, status, values, iterations, params, started, ended, exit_code, reason, budget, stdout,
          stderr, retry_of, superseded_by, interrupted, handle) = row
-        duration = None if started is None else (ended or now) - started
-        out.write(
-            f'{"," if n else ""}\n{{"id":{_str(job_id)},"number":{number},"status":{_str(status)},'
-            f'"objective":{_json_text(values)},"iteration":{_json_text(iterations)},"params":{_json_text(params)},'
-            f'"duration":{_num(duration)},"exit_code":{_num(exit_code)},"reason":{_str(reason)},'
-            f'"rank":{_num(_rank_of(ranks, number))},"budget":{_num(budget)},"started":{_num(started)},"ended":{_num(ended)},'
-            f'"stdout":{_str(stdout)},"stderr":{_str(stderr)},"retry_of":{_str(retry_of)},'
-            f'"superseded_by":{_str(superseded_by)},"interrupted":{"true" if interrupted else "false"},'
-            f'"handle":{_str(handle)},"metrics":[{_points(points, prefixes)}]}}'
+        metrics = []
+        for _, t, s, i, v, a in points:
+            pre = prefixes.get((t, s))
+            if pre is None:
+                pre = prefixes[(t, s)] = f"[{enc(t)},{enc(s)},"
+            metrics.append(f'{pre}{i},{"null" if v is None or v in bad or v != v else repr(v)},{flags[a]}]')
+        rank_ = ranks[number] if number < size else 0
+        lines.append(
+            f'\n{{"id":{enc(job_id)},"number":{number},"status":{enc(status)},'
+            f'"objective":{text(values)},"iteration":{text(iterations)},"params":{text(params)},'
+            f'"duration":{"null" if started is None else repr((ended or now) - started)},'
+            f'"exit_code":{"null" if exit_code is None else exit_code},'
+            f'"reason":{"null" if reason is None else enc(reason)},"rank":{rank_ or "null"},"budget":{_num(budget)},'
+            f'"started":{"null" if started is None else repr(started)},"ended":{"null" if ended is None else repr(ended)},'
+            f'"stdout":{"null" if stdout is None else enc(stdout)},"stderr":{"null" if stderr is None else enc(stderr)},'
+            f'"retry_of":{"null" if retry_of is None else enc(retry_of)},'
+            f'"superseded_by":{"null" if superseded_by is None else enc(superseded_by)},'
+            f'"interrupted":{flags[bool(interrupted)]},"handle":{"null" if handle is None else enc(handle)},'
+            f'"metrics":[{",".join(metrics)}]}}'
         )
         n += 1
+        if len(lines) >= 500:
+            out.write(("," if n > len(lines) else "") + ",".join(lines))
+            lines.clear()
+    if lines:
+        out.write(("," if n > len(lines) else "") + ",".join(lines))
     out.write("\n]}\n")
     return n
 

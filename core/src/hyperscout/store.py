@@ -647,7 +647,8 @@ class Store:
         read, so an export of any size holds one chunk in memory.
 
         ``row`` has the columns of ``EXPORT_COLUMNS``; metric rows are ``(job id, title, series,
-        iteration, value, after_stop)`` in report order.
+        iteration, value, after_stop)`` ordered by title, series and iteration (the order of the
+        store's index: no sort).
         """
         cols = ",".join(EXPORT_COLUMNS)
         try:
@@ -662,7 +663,8 @@ class Store:
                     if metrics:
                         for point in self._db.execute(
                             f"SELECT job_id, title, series, iteration, value, after_stop FROM metrics "
-                            f"WHERE job_id IN ({','.join('?' * len(rows))}) ORDER BY rowid", list(points),
+                            f"WHERE job_id IN ({','.join('?' * len(rows))}) ORDER BY job_id, title, series, iteration",
+                            list(points),
                         ):
                             points[point[0]].append(point)
                 for r in rows:
