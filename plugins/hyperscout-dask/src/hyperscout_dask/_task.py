@@ -16,9 +16,11 @@ when the first dies; every run has its own random id). It:
   loop) and sends the bytes to the job's topic with ``Worker.log_event``: the first message of
   a quiet period at once, then at most one message per ``MIN_INTERVAL`` while output keeps
   coming, so reports reach the optimizer within milliseconds and a flood costs few messages;
-* waits for the job's abort :class:`distributed.Event` in a watcher thread and then sends SIGTERM
-  to the group, SIGKILL after the grace period; at the end of the run it sets and clears that
-  event once, which ends the watcher's pending wait and leaves nothing on the scheduler;
+* registers itself in its worker process while it runs: :func:`abort_jobs`, which the backend
+  runs on the job's worker with ``Client.run`` (on every worker when it does not know where the
+  job is), sends SIGTERM to the group and SIGKILL after the grace period, and marks the job
+  aborted, so a run of it that starts there later ends at once. Nothing is kept on the scheduler
+  and a run that is not aborted costs it no message;
 * on exit SIGKILLs what is left of the group (while the main process is an unreaped zombie, so
   its id cannot be reused), sends an ``end`` message and returns ``{"rc", "why", "run"}``.
 
@@ -49,8 +51,8 @@ MIN_INTERVAL = 0.01
 MAX_BATCH = 256 * 1024
 #: seconds to keep reading the pipes after the main process exited and its group was killed
 DRAIN_TIMEOUT = 1.0
-#: seconds each ``Event.wait`` of the abort watcher blocks (a long poll on the scheduler)
-WATCH_POLL = 2.0
+#: a worker process remembers this many aborted jobs (a run of one of them that starts later ends at once)
+ABORTED_KEEP = 10000
 REASON_MAX = 200
 #: how much of the end of stderr is kept for the failure reason (its last non-empty line)
 TAIL_BYTES = 8192
@@ -64,11 +66,115 @@ WATCHDOG = '{ read -r x; } 2>/dev/null; [ "$x" = done ] || kill -9 -"$1" 2>/dev/
 _PR_SET_PDEATHSIG = 1
 
 
-def _pdeathsig_prefix() -> list[str] | None:
-    """``setpriv --pdeathsig KILL --`` when this host's setpriv has it (util-linux >= 2.33), cached."""
+def _cache() -> dict[str, Any]:
+    """This process's cache (this module travels by value: its globals are not shared by the tasks)."""
     import distributed
 
     cache: dict[str, Any] = distributed.__dict__.setdefault("_hyperscout_dask_cache", {})
+    return cache
+
+
+class Shipped:
+    """A function carried by value that stays cheap to pickle wherever it travels.
+
+    Dask's scheduler unpickles every task it is given and pickles it again for the worker; a
+    plain function made by ``cloudpickle`` would be pickled by value again there (milliseconds
+    of the scheduler's CPU per task). A ``Shipped`` pickles as ``cloudpickle.loads(<carrier>)``,
+    the carrier being bytes made once per process, and loads the function itself once per
+    process on the first call: only ``cloudpickle`` is needed where it goes. Its signature names
+    the function's parameters, so ``Client.run`` still passes ``dask_worker`` or ``dask_scheduler``
+    to a function that asks for it.
+    """
+
+    def __init__(self, blob: bytes, digest: str, name: str, params: tuple[str, ...] = ()) -> None:
+        self.blob, self.digest, self.__name__, self.params = blob, digest, name, tuple(params)
+
+    @classmethod
+    def of(cls, fn: Any) -> Any:
+        import hashlib
+        import inspect
+
+        import cloudpickle
+
+        blob = cloudpickle.dumps(fn)
+        return cls(blob, hashlib.sha1(blob).hexdigest(), fn.__name__, tuple(inspect.signature(fn).parameters))
+
+    @property
+    def __signature__(self) -> Any:
+        import inspect
+
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature([inspect.Parameter(name, kind) for name in self.params])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cache = _cache()
+        fn = cache.get("fn:" + self.digest)
+        if fn is None:
+            import cloudpickle
+
+            fn = cache["fn:" + self.digest] = cloudpickle.loads(self.blob)
+        return fn(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import cloudpickle
+
+        cache = _cache()
+        name = "carrier:" + self.digest
+        carrier = cache.get(name)
+        if carrier is None:
+            lock = cache.get("carrier-lock")
+            if lock is None:
+                lock = cache.setdefault("carrier-lock", threading.RLock())
+            with lock:  # another thread waits for the carrier; this one re-enters from the dumps below
+                carrier = cache.get(name)
+                if carrier is None:
+                    building = cache.setdefault("building", set())
+                    if self.digest in building:  # inside the dumps below: the class by value, once
+                        return (type(self), (self.blob, self.digest, self.__name__, self.params))
+                    building.add(self.digest)
+                    try:
+                        carrier = cache[name] = cloudpickle.dumps(self)
+                    finally:
+                        building.discard(self.digest)
+        return (cloudpickle.loads, (carrier,))
+
+
+def _registry() -> tuple[threading.Lock, dict[str, Any], dict[str, float]]:
+    """This worker process's running jobs (job id -> abort function) and aborted jobs, with their lock."""
+    cache = _cache()
+    lock = cache.get("lock")
+    if lock is None:
+        lock = cache.setdefault("lock", threading.Lock())
+    with lock:
+        return lock, cache.setdefault("runs", {}), cache.setdefault("aborted", {})
+
+
+def abort_jobs(job_ids: list[str]) -> int:
+    """Run on a worker by ``Client.run``: end these jobs' runs in this process; returns how many ran.
+
+    Each job is also marked aborted here, so a run of it that starts later (a task Dask could
+    not stop yet) ends before its process is started.
+    """
+    lock, runs, aborted = _registry()
+    hits = []
+    with lock:
+        now = time.time()
+        for job_id in job_ids:
+            aborted.pop(job_id, None)
+            aborted[job_id] = now
+            fn = runs.get(job_id)
+            if fn is not None:
+                hits.append(fn)
+        while len(aborted) > ABORTED_KEEP:
+            del aborted[next(iter(aborted))]
+    for fn in hits:  # SIGTERM now, SIGKILL after the grace period: not on the worker's event loop
+        threading.Thread(target=fn, name="hyperscout-abort", daemon=True).start()
+    return len(hits)
+
+
+def _pdeathsig_prefix() -> list[str] | None:
+    """``setpriv --pdeathsig KILL --`` when this host's setpriv has it (util-linux >= 2.33), cached."""
+    cache = _cache()
     if "setpriv" not in cache:
         found = shutil.which("setpriv")
         ok = False
@@ -203,7 +309,7 @@ class _Sender:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one job's command on this worker; the Dask task function."""
-    from distributed import Event, get_client, get_worker
+    from distributed import get_worker
 
     worker = get_worker()
     run = uuid.uuid4().hex[:10]
@@ -231,21 +337,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 if not state["reaped"]:
                     _signal_group(proc.pid, signal.SIGKILL)
 
-    cancel = Event(job["abort"], client=get_client())  # made in the task thread: see the reference's gotcha
-
-    def watch() -> None:
-        while not finished.is_set():
-            try:
-                hit = cancel.wait(timeout=WATCH_POLL)
-            except Exception:
-                if finished.wait(1.0):
-                    return
-                continue
-            if hit and not finished.is_set():
-                abort()
-                return
-
-    threading.Thread(target=watch, name=f"hyperscout-abort-{job['job_id']}", daemon=True).start()
+    job_id = job["job_id"]
+    reg_lock, runs, aborted = _registry()
+    with reg_lock:
+        if job_id in aborted:
+            state["aborted"] = True
+        else:
+            runs[job_id] = abort
 
     def fail(reason: str) -> dict[str, Any]:
         sender.add("e", (reason + "\n").encode())
@@ -257,6 +355,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     watchdog: subprocess.Popen[bytes] | None = None
     report_r, report_w = os.pipe()
     try:
+        if state["aborted"]:
+            return fail("aborted before it started")
         tmpdir = _params_file(job, argv, env)
         if cwd is not None and not os.path.isdir(cwd):
             return fail(f"could not start {argv[0]!r}: working directory {cwd!r}: No such file or directory")
@@ -297,8 +397,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return {"rc": rc, "why": why, "run": run}
     finally:
         finished.set()
-        # Off the task's path, so the worker's thread is free for the next job at once.
-        threading.Thread(target=_after_run, args=(cancel, watchdog), daemon=True).start()
+        with reg_lock:
+            if runs.get(job_id) is abort:
+                del runs[job_id]
+        if watchdog is not None:  # reaped off the task's path: the worker's thread is free at once
+            threading.Thread(target=_reap, args=(watchdog,), daemon=True).start()
         for fd in (report_r, report_w):
             if fd >= 0:
                 try:
@@ -309,23 +412,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _after_run(cancel: Any, watchdog: subprocess.Popen[bytes] | None) -> None:
-    """End the watcher's long poll (set and clear the abort event) and reap the watchdog.
-
-    The run is over (``finished`` is set, so the watcher aborts nothing), and the event is left
-    cleared, so the scheduler keeps no state for it and no wait is pending when it shuts down.
-    """
-    if watchdog is not None:
-        try:
-            watchdog.wait(10.0)
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
-            watchdog.wait()
+def _reap(watchdog: subprocess.Popen[bytes]) -> None:
     try:
-        cancel.set()
-        cancel.clear()
-    except Exception:
-        pass
+        watchdog.wait(10.0)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def _start_watchdog(pgid: int) -> subprocess.Popen[bytes] | None:

@@ -4,9 +4,11 @@ Why it is built this way (every figure is from ``shared/reference/dask-backend.m
 
 * **One Dask task per job run**, :func:`hyperscout_dask._task.run_job`. It starts the trial as
   a subprocess with a parent-death signal and its own process group, forwards stdout, stderr and
-  the report pipe with ``Worker.log_event`` to a per-job topic, and kills the group when the
-  job's abort :class:`distributed.Event` is set (2-6 ms). ``Future.cancel()`` cannot stop a
-  running task, so it is never the abort path.
+  the report pipe with ``Worker.log_event`` to a per-job topic, and registers itself in its
+  worker process: an abort is :func:`hyperscout_dask._task.abort_jobs` run there with
+  ``Client.run`` (on every worker while the job's worker is not known), which kills the group.
+  ``Future.cancel()`` cannot stop a running task, so it is never the abort path. A job that is
+  not aborted costs the scheduler no message for it.
 * **Events, not polling.** The client subscribes to each job's topic; the handler runs on the
   client's I/O thread, so it only puts the message on a queue. One backend thread owns all state:
   it writes the logs into the job's directory (workers need not share a file system), parses
@@ -23,6 +25,11 @@ Why it is built this way (every figure is from ``shared/reference/dask-backend.m
 * **Re-attach.** Each job's future is published as a dataset named after the job (the handle in
   the store). A new optimizer gets it back with ``get_dataset``, re-subscribes and replays the
   topic's backlog (``get_events``) after a marker proved the subscription live.
+* **Few scheduler messages per job, none before the next submit.** The task function travels as a
+  :class:`hyperscout_dask._task.Shipped` (the scheduler does not pickle it by value again for
+  every task); what a finished job leaves on the scheduler (its future, dataset, subscription,
+  topic) is dropped in batches, so the client's batched stream is idle when the next job is
+  submitted.
 """
 
 from __future__ import annotations
@@ -72,37 +79,21 @@ log = logging.getLogger(__name__)
 NOTE = "[hyperscout-dask]"
 #: where the backend remembers which run a job's log files hold (for re-attach)
 SIDECAR = ".hyperscout-dask.json"
-#: topics of finished jobs are emptied on the scheduler in batches of this many
-TRUNCATE_BATCH = 16
+#: what finished jobs leave on the scheduler (futures, datasets, subscriptions, topics' events) is
+#: dropped in batches of this many jobs (or when the backend is idle)
+RELEASE_BATCH = 16
 #: seconds between two looks at the cluster's free slots while jobs are held back (worker events
 #: trigger a look at once; this is the safety net)
 HOLD_RECHECK = 2.0
 _STOP = object()
 
 
-class _ByValue:
-    """A task function that travels by value: the scheduler and workers need not import this plugin.
-
-    Dask pickles task graphs with plain ``pickle`` (functions by reference). This wrapper
-    pickles as ``cloudpickle.loads(<the function by value>)``, so only ``cloudpickle`` (a
-    dependency of ``distributed``) is needed where it is unpickled.
-    """
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        self.__name__ = fn.__name__
-        self.blob = cloudpickle.dumps(fn)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (cloudpickle.loads, (self.blob,))
-
-
 cloudpickle.register_pickle_by_value(_task)
-RUN_JOB = _ByValue(_task.run_job)
-TRUNCATE = _ByValue(_task.truncate_topics)
+#: the task functions travel by value (see :class:`hyperscout_dask._task.Shipped`): the scheduler
+#: and the workers need not import this plugin
+RUN_JOB = _task.Shipped.of(_task.run_job)
+TRUNCATE = _task.Shipped.of(_task.truncate_topics)
+ABORT = _task.Shipped.of(_task.abort_jobs)
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -113,10 +104,6 @@ def dataset_name(study: str, job_id: str) -> str:
 
 def _topic(job_id: str) -> str:
     return f"hyperscout/{job_id}"
-
-
-def _abort_name(job_id: str) -> str:
-    return f"hyperscout-abort/{job_id}"
 
 
 def _key(job_id: str, attempt: int) -> str:
@@ -317,7 +304,6 @@ class DaskBackend(Backend):
         #: the backend thread: a burst of job ends must not queue submits behind round trips
         self._admin: ThreadPoolExecutor | None = None
         self._markers: dict[str, threading.Event] = {}
-        self._aborts_to_clear: set[str] = set()
         # -- owned by the backend thread --
         self._jobs: dict[str, _Job] = {}
         self._by_key: dict[str, _Job] = {}
@@ -327,7 +313,10 @@ class DaskBackend(Backend):
         self._capacity_dirty = True
         self._scaled_to = 0
         self._warned_no_worker = False
-        self._truncate: list[str] = []
+        #: workers whose job just ended (their thread is free): the next job goes to one of them
+        self._free: deque[str] = deque(maxlen=1024)
+        #: finished jobs whose futures, datasets, subscriptions and topics wait to be dropped
+        self._retired: list[_Job] = []
         self._closing = False
 
     # -- connecting ------------------------------------------------------------------------------
@@ -426,7 +415,6 @@ class DaskBackend(Backend):
         payload: dict[str, Any] = {
             "job_id": spec.job_id,
             "topic": _topic(spec.job_id),
-            "abort": _abort_name(spec.job_id),
             "argv": argv,
             "env": {**self.env, **extra},
             "cwd": command.cwd,
@@ -448,7 +436,7 @@ class DaskBackend(Backend):
                     out, err, parser=parser)
 
     def abort(self, job_id: str) -> None:
-        """Ask the backend thread to end the job (Event set: SIGTERM, SIGKILL after kill_grace); never blocks."""
+        """Ask the backend thread to end the job (SIGTERM on its worker, SIGKILL after kill_grace); never blocks."""
         if self._thread is not None:
             self._q.put(("abort", job_id))
 
@@ -492,12 +480,9 @@ class DaskBackend(Backend):
         return Reattached.ADOPTED
 
     def _end_orphans(self, job_id: str, dataset: str, published: bool) -> None:
-        """Nothing to adopt: make sure no run of the job goes on (its abort event kills one that starts)."""
-        from distributed import Event
-
+        """Nothing to adopt: make sure no run of the job goes on (on any worker, now or when it starts)."""
         try:
-            Event(_abort_name(job_id), client=self.client).set()
-            self._aborts_to_clear.add(job_id)
+            self.client.run(ABORT, [job_id], on_error="ignore")
             if published:
                 self.client.unpublish_dataset(dataset)
         except Exception as exc:
@@ -506,17 +491,27 @@ class DaskBackend(Backend):
     def _wait_subscribed(self, topic: str) -> None:
         """Block until a marker sent to ``topic`` comes back through our subscription.
 
-        ``subscribe_topic`` travels on the batched stream while ``get_events`` is a direct call
-        that can overtake it; once our own marker is delivered, the backlog misses nothing.
+        ``subscribe_topic`` travels on the batched stream while ``log_event`` and ``get_events``
+        are direct calls that can overtake it; once one of our markers is delivered, the backlog
+        misses nothing. Markers are sent again at growing intervals (5 ms, 10 ms, ... 0.25 s): a
+        marker that overtook the subscription is lost, and waiting long for it would only delay
+        the start of the study.
         """
-        for _ in range(40):
-            token = uuid.uuid4().hex
-            seen = threading.Event()
-            self._markers[token] = seen
-            self.client.log_event(topic, {"hs-marker": token})
-            if seen.wait(0.25):
-                return
-            self._markers.pop(token, None)
+        seen = threading.Event()
+        tokens: list[str] = []
+        wait, deadline = 0.005, time.monotonic() + 10.0
+        try:
+            while time.monotonic() < deadline:
+                token = uuid.uuid4().hex
+                self._markers[token] = seen  # any of them proves the subscription live
+                tokens.append(token)
+                self.client.log_event(topic, {"hs-marker": token})
+                if seen.wait(wait):
+                    return
+                wait = min(2 * wait, 0.25)
+        finally:
+            for token in tokens:
+                self._markers.pop(token, None)
         log.warning("hyperscout-dask: the subscription to %s was not confirmed; some events may be missed", topic)
 
     def close(self) -> None:
@@ -539,15 +534,6 @@ class DaskBackend(Backend):
         client, cluster = self.client, self.cluster
         self.client = self.cluster = None
         if client is not None:
-            if self._aborts_to_clear:
-                from distributed import Event
-
-                for job_id in self._aborts_to_clear:
-                    try:
-                        Event(_abort_name(job_id), client=client).clear()
-                    except Exception:
-                        pass
-                self._aborts_to_clear.clear()
             try:
                 client.unsubscribe_topic("all")
             except Exception:
@@ -558,17 +544,10 @@ class DaskBackend(Backend):
                 except Exception as exc:
                     log.debug("hyperscout-dask: closing the client failed: %s", exc)
         if cluster is not None:
-            # Abort watchers of jobs that just ended still wait on the scheduler (a long poll); closing
-            # cancels those waits, which distributed logs as errors: expected here, so not shown.
-            quiet = logging.getLogger("distributed.event")
-            level = quiet.level
-            quiet.setLevel(logging.CRITICAL)
             try:
                 cluster.close(timeout=20)
             except Exception as exc:
                 log.debug("hyperscout-dask: closing the local cluster failed: %s", exc)
-            finally:
-                quiet.setLevel(level)
 
     # -- handlers (client I/O thread, callback thread): only queue ------------------------------------
     def _marker(self, msg: dict[str, Any]) -> bool:
@@ -607,7 +586,7 @@ class DaskBackend(Backend):
                 timeout = None
                 if close_by is not None:
                     timeout = max(0.0, close_by - time.monotonic())
-                elif self._truncate or self._pending:
+                elif self._retired or self._pending:
                     timeout = HOLD_RECHECK  # also: jobs held back re-check the cluster's slots
                 try:
                     item = self._q.get(timeout=timeout)
@@ -634,17 +613,17 @@ class DaskBackend(Backend):
                     if item is None and self._pending:
                         self._capacity_dirty = True  # a worker may have joined unseen
                     self._dispatch()
-                if self._truncate and (len(self._truncate) >= TRUNCATE_BATCH or item is None):
-                    self._flush_truncate()
+                if self._retired and (len(self._retired) >= RELEASE_BATCH or item is None):
+                    self._flush_retired()
         except BaseException as exc:  # a bug here must still end every job with a JobExited
             log.exception("hyperscout-dask: the backend thread failed")
             for job in list(self._jobs.values()) + list(self._pending):
                 if not job.exited:
                     self._finish(job, None, f"dask backend error: {type(exc).__name__}: {exc}")
         finally:
-            self._flush_truncate()
             for job in list(self._jobs.values()):
                 self._release(job)
+            self._flush_retired()
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -747,8 +726,14 @@ class DaskBackend(Backend):
         key = _key(job.job_id, job.attempt)
         if job.attempt == 0:
             self.client.subscribe_topic(job.topic, self._on_job_event)  # before the task can log anything
+        # Dask lets each worker take one task more than it has threads, and may pick a busy worker
+        # while the one whose job just ended is idle: so the job asks for that one (loosely: any
+        # worker if it is gone). Not with resources: a loose fallback ignores them.
+        where: dict[str, Any] = {}
+        if self._free and not job.resources:
+            where = {"workers": [self._free.popleft()], "allow_other_workers": True}
         future = self.client.submit(RUN_JOB, {**job.payload, "key": key}, key=key,
-                                    resources=job.resources or None, pure=False)
+                                    resources=job.resources or None, pure=False, **where)
         if job.key is None:
             self._in_flight += 1
         job.key, job.future = key, future
@@ -776,7 +761,7 @@ class DaskBackend(Backend):
         run, seq = msg.get("r"), int(msg.get("n", 0))
         if job.exited:
             if msg.get("ev") == "start":  # Dask ran it again after the job ended (its worker died late)
-                self._set_abort(job)
+                self._send_abort(job, msg.get("worker"))
             return
         if msg.get("k") != job.key or run in job.old_runs:
             return  # a superseded key or run
@@ -785,6 +770,8 @@ class DaskBackend(Backend):
         job.last_seq[run] = seq
         if run != job.run:
             self._begin_run(job, str(run), msg.get("worker"))
+            if job.abort_sent:  # a new run of an aborted job (its worker was lost meanwhile): end it too
+                self._send_abort(job, msg.get("worker"))
         if not job.started and msg.get("ev") != "end":
             job.started = True
             self._emit(JobStarted(job.job_id, time.time(), msg.get("pid"), job.stdout_path, job.stderr_path,
@@ -795,6 +782,8 @@ class DaskBackend(Backend):
                 self._stream(job, stream, int(msg.get(stream + "o", 0)), bytes(data))
         if msg.get("ev") == "end":
             rc = msg.get("rc")
+            if msg.get("worker"):
+                self._free.append(str(msg["worker"]))
             self._finish(job, None if rc is None else int(rc), msg.get("why"))
 
     def _begin_run(self, job: _Job, run: str, worker: str | None) -> None:
@@ -944,6 +933,8 @@ class DaskBackend(Backend):
         if msg.get("action") != "remove-worker":
             return
         address = str(msg.get("worker", "?"))
+        if address in self._free:
+            self._free = deque((w for w in self._free if w != address), maxlen=self._free.maxlen)
         for key in msg.get("processing-tasks") or ():
             job = self._by_key.get(key)
             if job is None or job.exited or job.key != key or address in job.key_removed:
@@ -975,20 +966,22 @@ class DaskBackend(Backend):
     def _set_abort(self, job: _Job) -> None:
         if job.abort_sent:
             return
-        from distributed import Event
-
         job.abort_sent = True
-        self._aborts_to_clear.add(job.job_id)
-        Event(_abort_name(job.job_id), client=self.client).set()
+        self._send_abort(job, job.worker if job.started and job.run_alive else None)
+
+    def _send_abort(self, job: _Job, worker: str | None) -> None:
+        """Run :func:`_task.abort_jobs` for the job on its worker (every worker if not known), off this thread."""
+        if self.client is None:
+            return
+        self._later(self.client.run, ABORT, [job.job_id], workers=[worker] if worker else None, on_error="ignore",
+                    failed=f"could not abort job {job.job_id}")
 
     def _drop_remote(self, job: _Job) -> None:
-        """Forget the job's task on the scheduler (a running one is ended by its abort event)."""
+        """Forget the job's task on the scheduler (a running one is ended by its abort)."""
         future = job.future
         if future is None:
             return
-        if self.cluster is None:
-            self._later(self.client.unpublish_dataset, job.dataset)
-        try:
+        try:  # its dataset is dropped with the job's other leftovers (see _flush_retired)
             self.client.cancel([future], force=True)
         except Exception as exc:
             log.debug("hyperscout-dask: cancelling %s failed: %s", future.key, exc)
@@ -1018,28 +1011,24 @@ class DaskBackend(Backend):
         self._jobs.pop(job.job_id, None)
         for key in [k for k, j in self._by_key.items() if j is job]:
             del self._by_key[key]
-        # A finished task will never look at its abort event again; a cancelled one may still be
-        # starting on its worker (Dask cannot stop it), so its event stays set until close().
-        task_over = job.future is None or job.future.status in ("finished", "error")
-        if job.abort_sent and task_over and job.job_id in self._aborts_to_clear:
-            from distributed import Event
+        if job.future is not None and job not in self._retired:
+            self._retired.append(job)  # dropped with others: the next submit must not queue behind it
 
-            self._aborts_to_clear.discard(job.job_id)
-            self._later(Event(_abort_name(job.job_id), client=self.client).clear)
-        if job.future is not None:
-            if self.cluster is None:
-                self._later(self.client.unpublish_dataset, job.dataset)
+    def _flush_retired(self) -> None:
+        """Drop what a batch of finished jobs left on the scheduler: about one message per job, in one write."""
+        jobs, self._retired = self._retired, []
+        client = self.client
+        if not jobs or client is None:
+            return
+        for job in jobs:
             try:
-                self.client.unsubscribe_topic(job.topic)
+                client.unsubscribe_topic(job.topic)
             except Exception:
                 pass
-            self._truncate.append(job.topic)
-            job.future = None
-
-    def _flush_truncate(self) -> None:
-        topics, self._truncate = self._truncate, []
-        if topics and self.client is not None:
-            self._later(self.client.run_on_scheduler, TRUNCATE, topics)  # the events stay if it fails
+            job.future = None  # releases the key
+        if self.cluster is None:
+            self._later(client.unpublish_dataset, [job.dataset for job in jobs])
+        self._later(client.run_on_scheduler, TRUNCATE, [job.topic for job in jobs])  # the events stay if it fails
 
     def _later(self, fn: Callable[..., Any], *args: Any, failed: str | None = None, **kwargs: Any) -> None:
         """Run a bookkeeping call on the admin thread; a failure is logged (as a warning if ``failed``)."""
