@@ -272,3 +272,19 @@ def test_a_task_id_naming_a_file_is_relative_to_the_study_file(tmp_path: Path, m
         study = tmp_path / "conf" / "study.toml"
         study.write_text(body.format(given))
         assert load_study(study).optimizer_kwargs()["base_task_id"] == expected
+
+
+def test_a_core_command_imports_no_plugin_but_help_lists_plugin_commands(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from hyperscout.store import Store
+
+    probe = ("import sys; from hyperscout.cli import main; code = main(['status', '--storage', sys.argv[1]]); "
+             "print(sorted(m for m in sys.modules if m.startswith('hyperscout_')), code)")
+    Store(tmp_path / "store").close()
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "store")], capture_output=True, text=True)
+    assert out.stdout.strip().endswith("[] 0"), out.stdout + out.stderr  # the parser was built without plugins
+    helped = subprocess.run([sys.executable, "-c", "from hyperscout.cli import main; main(['--help'])"],
+                            capture_output=True, text=True)
+    assert "status" in helped.stdout and "plugins" in helped.stdout

@@ -650,6 +650,12 @@ class Store:
         iteration, value, after_stop)`` ordered by title, series and iteration (the order of the
         store's index: no sort).
         """
+        for rows, points in self._export_chunks(study, chunk, metrics):
+            for r in rows:
+                yield r, points[r[0]]
+
+    def _export_chunks(self, study: str, chunk: int, metrics: bool
+                       ) -> Iterator[tuple[list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]]]]:
         cols = ",".join(EXPORT_COLUMNS)
         try:
             with self._lock:
@@ -667,8 +673,7 @@ class Store:
                             list(points),
                         ):
                             points[point[0]].append(point)
-                for r in rows:
-                    yield r, points[r[0]]
+                yield rows, points
         except sqlite3.Error as exc:  # a generator: _guarded would only cover its creation
             raise _explain(self.path, exc) from None
 
