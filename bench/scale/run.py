@@ -464,18 +464,17 @@ def _verdict(data: dict) -> list[str]:
         out.append(f"- `status`, `top -k 10`, `get_top_experiments(10)` under 0.5 s at {his['big']:,} jobs: "
                    f"**{'met' if worst < 0.5 else 'not met'}** ({cli['status']['s']:.1f} s, {cli['top']['s']:.1f} s, "
                    f"{g['s']:.1f} s from the store / {b['live_get_top_s']:.2f} s on the live engine).")
-        ej, es = cli["export_big"], cli["export_small"]
+        ej, es, ec = cli["export_big"], cli["export_small"], cli["export_csv_big"]
         const = ej["peak_rss_mb"] < 1.5 * es["peak_rss_mb"]
-        rate = min(ej.get("rows_per_cpu_s", ej["rows_per_s"]), cli["export_csv_big"].get("rows_per_cpu_s", 0) or 1e9)
-        cpu = "rows_per_cpu_s" in ej
-        out.append(f"- `export` streams at ≥ 50,000 rows/s in constant memory: **"
-                   f"{'met' if rate >= 50_000 and const else 'not met'}"
-                   + (" on CPU time, not in wall time under this load" if cpu and ej["rows_per_s"] < 50_000 else "")
-                   + f"** (JSON {ej.get('rows_per_cpu_s', 0):,.0f} rows per CPU second, {ej['rows_per_s']:,.0f} rows/s "
-                   f"of wall time with the machine shared; CSV {cli['export_csv_big'].get('rows_per_cpu_s', 0):,.0f} "
-                   f"rows per CPU second; peak {es['peak_rss_mb']:.0f} MB at {es['rows']:,} jobs, "
-                   f"{ej['peak_rss_mb']:.0f} MB at {ej['rows']:,})."
-                   + ("" if const else " It builds the whole document in memory."))
+        json_rate, csv_rate = ej.get("rows_per_cpu_s", ej["rows_per_s"]), ec.get("rows_per_cpu_s", ec["rows_per_s"])
+        verdict = ("met" if min(json_rate, csv_rate) >= 50_000 and const else
+                   "met for CSV, not for JSON" if csv_rate >= 50_000 and const else "not met")
+        out.append(f"- `export` streams at ≥ 50,000 rows/s in constant memory: **{verdict}** (constant memory: "
+                   f"{'yes' if const else 'no'}, peak {es['peak_rss_mb']:.0f} MB at {es['rows']:,} jobs, "
+                   f"{ej['peak_rss_mb']:.0f} MB at {ej['rows']:,}; CSV {csv_rate:,.0f} rows per CPU second; JSON, "
+                   f"which carries each job's metric history ({b['points']} points here), {json_rate:,.0f} rows per "
+                   f"CPU second. Wall time with the machine shared: CSV {ec['rows_per_s']:,.0f}, JSON "
+                   f"{ej['rows_per_s']:,.0f} rows/s.)")
         first, last = b["rss_samples"][0], b["rss_samples"][-1]
         s5, s50 = his["build_small"]["rss_samples"][-1], his["build_long"]["rss_samples"][-1]
         per_point = (s50[1] - s5[1]) * 2**20 / max(s50[2] - s5[2], 1)
