@@ -78,6 +78,10 @@ def test_a_damaged_store_is_one_line_everywhere(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     for args in (("export", "s", "--storage", store), ("run", str(study))):  # both read every page
         _one_line_exit_2(run_cli(*args), str(db), "is damaged", "hyperscout backup")
+    target = tmp_path / "jobs.json"
+    _one_line_exit_2(run_cli("export", "s", "-o", str(target), "--storage", store), str(db), "is damaged",
+                     "hyperscout backup")
+    assert not target.exists() and not list(tmp_path.glob("*.partial"))  # never half an export
     for args in (("status", "s", "--storage", store), ("top", "s", "--storage", store), ("status", "--storage", store)):
         out = run_cli(*args)  # a reader that never touches the damaged pages may work; never a traceback
         if out.returncode != 0:

@@ -355,8 +355,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         # written next to the target and renamed at the end: a failed export never leaves half a file
         target = Path(args.output)
         partial = target.with_name(target.name + ".partial")
-        with open(partial, "w", encoding="utf-8", newline="") as out:
-            n = write(store, info, objectives, out)
+        try:
+            with open(partial, "w", encoding="utf-8", newline="") as out:
+                n = write(store, info, objectives, out)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(target)
         print(f"wrote {n} jobs to {args.output}")
     else:
