@@ -72,7 +72,8 @@ def start_cluster(tmp: Path, *, env: dict[str, str] | None = None) -> ShellClust
     logs.mkdir(exist_ok=True)
     full_env = {**os.environ, **(env or {})}
     sched = subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(sf)],
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--dashboard-address",
+         "127.0.0.1:0", "--scheduler-file", str(sf)],  # --no-dashboard alone still serves HTTP on every interface
         env=full_env, stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "wb"),
     )
     wait_until(lambda: sf.exists() and sf.stat().st_size > 0, "the scheduler file")
@@ -80,7 +81,7 @@ def start_cluster(tmp: Path, *, env: dict[str, str] | None = None) -> ShellClust
     for name, extra in (("w-cpu", []), ("w-gpu", ["--resources", "GPU=1"])):
         nannies.append(subprocess.Popen(
             [DASK, "worker", "--scheduler-file", str(sf), "--host", "127.0.0.1", "--no-dashboard",
-             "--nthreads", "2", "--name", name, "--death-timeout", "30", *extra],
+             "--dashboard-address", "127.0.0.1:0", "--nthreads", "2", "--name", name, "--death-timeout", "30", *extra],
             env=full_env, stdout=subprocess.DEVNULL, stderr=open(logs / f"{name}.log", "wb"),
         ))
     cluster = ShellCluster(str(sf), sched, nannies, logs)
