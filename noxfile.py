@@ -24,7 +24,8 @@ BASICS = ["./core", "./plugins/hyperscout-random", "./plugins/hyperscout-grid", 
 
 
 #: plugins whose end-to-end tests drive other plugins of this repository too
-ALSO_NEEDS = {"hyperscout-clearml": ["./plugins/hyperscout-optuna", "./plugins/hyperscout-bohb"]}
+ALSO_NEEDS = {"hyperscout-clearml": ["./plugins/hyperscout-optuna", "./plugins/hyperscout-bohb"],
+              "hyperscout-dask": ["./plugins/hyperscout-optuna"]}
 
 
 def _extras(plugin: str) -> str:
