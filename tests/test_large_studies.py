@@ -27,7 +27,7 @@ from hyperscout.export import export_csv, export_json
 from hyperscout.job import Job, MetricPoint
 from hyperscout.objective import Objective, ObjectiveSet
 from hyperscout.results import RankedIndex, ranked_jobs
-from hyperscout.store import Store
+from hyperscout.store import Store, json_safe
 
 
 def _random_jobs(n: int, seed: int, objectives: int = 1) -> list[Job]:
@@ -74,6 +74,12 @@ def _filled_store(tmp_path: Path, objectives: list[dict[str, str]], n: int = 230
             if job.number == 5:
                 job.params = {"x": 5, "only_here": "a \"quoted\" value"}
                 job.reason = 'line one\nline "two"'
+            if job.number == 6:
+                job.params = {"x": float("nan"), "only_here": math.inf}  # stored as NaN and Infinity tokens
+                job.reason = "objective v/l was NaN at iteration 2"
+                job.budget = 4.0
+            if job.number == 7:
+                job.started, job.ended = None, None  # never started
             store.save_job(job)
             for i in range(1, 4):
                 value = float("nan") if job.number == 8 and i == 2 else math.inf if job.number == 9 and i == 3 else i / 10
@@ -109,7 +115,10 @@ def test_export_streams_the_same_answers_as_the_jobs_in_memory(tmp_path, objecti
     for d, job in zip(doc["jobs"], jobs):
         assert d["rank"] == rank.get(job.id)
         assert d["status"] == job.status.value and d["objective"] == job.objective_values
-        assert d["params"] == job.params and d["reason"] == job.reason and d["superseded_by"] == job.superseded_by
+        assert d["params"] == json_safe(job.params) and d["reason"] == job.reason
+        assert d["superseded_by"] == job.superseded_by and d["budget"] == job.budget
+        assert d["started"] == job.started and d["ended"] == job.ended  # the same doubles, read back
+        assert d["duration"] == (None if job.started is None else job.ended - job.started)
         expected = [[m.title, m.series, m.iteration, None if not math.isfinite(m.value) else m.value, m.after_stop]
                     for m in job.metrics]
         assert d["metrics"] == expected
@@ -120,7 +129,7 @@ def test_export_streams_the_same_answers_as_the_jobs_in_memory(tmp_path, objecti
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["job"] for r in rows] == [j.id for j in jobs]
     assert [r["rank"] for r in rows] == [str(rank.get(j.id, "")) for j in jobs]
-    assert rows[5]["only_here"] == 'a "quoted" value' and rows[6]["only_here"] == ""
+    assert rows[5]["only_here"] == 'a "quoted" value' and rows[4]["only_here"] == ""
     assert rows[5]["reason"] == 'line one\nline "two"'
 
 

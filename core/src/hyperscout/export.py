@@ -90,7 +90,7 @@ def export_json(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet,
         lines.append(
             f'\n{{"id":{enc(job_id)},"number":{number},"status":{enc(status)},'
             f'"objective":{text(values)},"iteration":{text(iterations)},"params":{text(params)},'
-            f'"duration":{"null" if started is None else repr((ended or now) - started)},'
+            f'"duration":{"null" if started is None else repr((now if ended is None else ended) - started)},'
             f'"exit_code":{"null" if exit_code is None else exit_code},'
             f'"reason":{"null" if reason is None else enc(reason)},"rank":{rank_ or "null"},"budget":{_num(budget)},'
             f'"started":{"null" if started is None else repr(started)},"ended":{"null" if ended is None else repr(ended)},'
@@ -123,7 +123,7 @@ def export_csv(store: Store, info: Mapping[str, Any], objectives: ObjectiveSet, 
     n = 0
     for row, _points in store.export_rows(study, metrics=False):
         job_id, number, status, values, _it, params, started, ended, exit_code, reason, budget = row[:11]
-        duration = None if started is None else (ended or now) - started
+        duration = None if started is None else (now if ended is None else ended) - started
         p = json.loads(params)
         vals = json.loads(values) if values else blank
         w.writerow([job_id, number, _rank_of(ranks, number) or "", status, *vals, budget, duration, exit_code,

@@ -88,7 +88,7 @@ class Job:
         """Seconds spent running (so far, for a running job)."""
         if self.started is None:
             return None
-        return (self.ended or time.time()) - self.started
+        return (time.time() if self.ended is None else self.ended) - self.started
 
     def history(self, title: str, series: str, *, after_stop: bool = False) -> list[tuple[int, float]]:
         """``[(iteration, value), ...]`` of one scalar, in report order, up to the job's stop point

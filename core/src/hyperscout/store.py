@@ -693,10 +693,15 @@ class Store:
     def param_names(self, study: str) -> list[str]:
         """Every parameter name any job of ``study`` has (the columns of a CSV export)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT DISTINCT p.key FROM jobs j, json_each(j.params) p WHERE j.study=?", (study,)
-            ).fetchall()
-        return sorted(r[0] for r in rows)
+            names = {r[0] for r in self._db.execute(
+                "SELECT DISTINCT p.key FROM jobs j, json_each(j.params) p WHERE j.study=? AND json_valid(j.params)",
+                (study,),
+            )}
+            for (text,) in self._db.execute(  # NaN or Infinity in a value: Python's JSON, not SQLite's
+                "SELECT params FROM jobs WHERE study=? AND NOT json_valid(params)", (study,)
+            ):
+                names.update(json.loads(text))
+        return sorted(names)
 
     @_guarded
     def ranking_rows(self, study: str) -> list[tuple[int, list[float], float | None]]:
