@@ -221,3 +221,43 @@ def test_the_engine_keeps_no_history_of_finished_jobs_but_hands_it_out(script, t
     assert [j.id for j in ranked[:2]] == [j.id for j in top]
     archived = {j.id for j in engine.jobs.values() if j.archived}
     assert archived == {j.id for j in ranked[2:]}
+
+
+def test_a_large_json_export_to_a_file_is_written_by_two_processes_as_one(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import hyperscout.export as export
+
+    store = _filled_store(tmp_path, [{"title": "v", "series": "l", "sign": "min"}], n=230)
+    info = store.get_study("s")
+    objset = ObjectiveSet.of([Objective("v", "l", "min")])
+    alone = io.StringIO()
+    assert export_json(store, info, objset, alone) == 230
+    forks: list[int] = []
+    original_fork = export.os.fork
+    monkeypatch.setattr(export.os, "fork", lambda: forks.append(1) or original_fork())
+    monkeypatch.setattr(export, "PARALLEL_FROM", 100)
+    monkeypatch.setattr(export.os, "cpu_count", lambda: 2)
+    target = tmp_path / "jobs.json"
+    with open(target, "w", encoding="utf-8") as out:
+        assert export_json(store, info, objset, out, parallel=True) == 230
+    assert forks == [1]  # the second half was written by a child process
+    assert target.read_text() == alone.getvalue()  # byte for byte what one process writes
+    assert not list(tmp_path.glob("jobs.json.*"))  # no half left behind
+
+
+def test_a_failing_second_process_fails_the_export_with_its_reason(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import hyperscout.export as export
+    from hyperscout.errors import StoreError
+
+    store = _filled_store(tmp_path, [{"title": "v", "series": "l", "sign": "min"}], n=230)
+    info = store.get_study("s")
+    monkeypatch.setattr(export, "PARALLEL_FROM", 100)
+    monkeypatch.setattr(export.os, "cpu_count", lambda: 2)
+
+    def refuse(*_a: object, **_k: object) -> Store:
+        raise StoreError("the child could not open the store")
+
+    monkeypatch.setattr(export, "Store", refuse)  # only the forked child opens a store of its own
+    with open(tmp_path / "jobs.json", "w", encoding="utf-8") as out, \
+            pytest.raises(StoreError, match="the child could not open the store"):
+        export_json(store, info, ObjectiveSet.of([Objective("v", "l", "min")]), out, parallel=True)
+    assert not list(tmp_path.glob("jobs.json.*"))

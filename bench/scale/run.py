@@ -226,13 +226,16 @@ def child_cli(args: list[str], profile: bool = False) -> dict:
     before = peak_rss()
     prof = cProfile.Profile() if profile else None
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         t, c = time.perf_counter(), time.process_time()
         if prof is not None:
             prof.enable()
         code = cli.main(args)
         if prof is not None:
             prof.disable()
-        took, cpu = time.perf_counter() - t, time.process_time() - c
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # a JSON export forks a second writer
+        took = time.perf_counter() - t
+        cpu = time.process_time() - c + (after.ru_utime + after.ru_stime) - (kids.ru_utime + kids.ru_stime)
     out = {"args": args, "code": code, "s": took, "cpu_s": cpu, "peak_rss_mb": peak_rss() / 2**20,
            "peak_before_mb": before / 2**20}
     if prof is not None:
@@ -466,15 +469,15 @@ def _verdict(data: dict) -> list[str]:
                    f"{g['s']:.1f} s from the store / {b['live_get_top_s']:.2f} s on the live engine).")
         ej, es, ec = cli["export_big"], cli["export_small"], cli["export_csv_big"]
         const = ej["peak_rss_mb"] < 1.5 * es["peak_rss_mb"]
-        json_rate, csv_rate = ej.get("rows_per_cpu_s", ej["rows_per_s"]), ec.get("rows_per_cpu_s", ec["rows_per_s"])
+        json_rate, csv_rate = ej["rows_per_s"], ec["rows_per_s"]
         verdict = ("met" if min(json_rate, csv_rate) >= 50_000 and const else
                    "met for CSV, not for JSON" if csv_rate >= 50_000 and const else "not met")
         out.append(f"- `export` streams at ≥ 50,000 rows/s in constant memory: **{verdict}** (constant memory: "
                    f"{'yes' if const else 'no'}, peak {es['peak_rss_mb']:.0f} MB at {es['rows']:,} jobs, "
-                   f"{ej['peak_rss_mb']:.0f} MB at {ej['rows']:,}; CSV {csv_rate:,.0f} rows per CPU second; JSON, "
-                   f"which carries each job's metric history ({b['points']} points here), {json_rate:,.0f} rows per "
-                   f"CPU second. Wall time with the machine shared: CSV {ec['rows_per_s']:,.0f}, JSON "
-                   f"{ej['rows_per_s']:,.0f} rows/s.)")
+                   f"{ej['peak_rss_mb']:.0f} MB at {ej['rows']:,}; CSV {csv_rate:,.0f} rows/s; JSON, which carries "
+                   f"each job's metric history ({b['points']} points here) and is written by two processes from "
+                   f"20,000 jobs on, {json_rate:,.0f} rows/s. Per CPU second (both processes): CSV "
+                   f"{ec.get('rows_per_cpu_s', 0):,.0f}, JSON {ej.get('rows_per_cpu_s', 0):,.0f} rows.)")
         first, last = b["rss_samples"][0], b["rss_samples"][-1]
         s5, s50 = his["build_small"]["rss_samples"][-1], his["build_long"]["rss_samples"][-1]
         per_point = (s50[1] - s5[1]) * 2**20 / max(s50[2] - s5[2], 1)

@@ -357,7 +357,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         partial = target.with_name(target.name + ".partial")
         try:
             with open(partial, "w", encoding="utf-8", newline="") as out:
-                n = write(store, info, objectives, out)
+                n = write(store, info, objectives, out, **({"parallel": True} if args.format == "json" else {}))
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

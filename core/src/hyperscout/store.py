@@ -641,25 +641,26 @@ class Store:
         """The ``limit`` most recent jobs (highest numbers), in number order, without histories."""
         return self._load_rows(study, last=limit)
 
-    def export_rows(self, study: str, chunk: int = 1000, metrics: bool = True
+    def export_rows(self, study: str, chunk: int = 1000, metrics: bool = True, numbers: tuple[int, int] | None = None
                     ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
         """Stream every job of ``study`` in number order as ``(row, metric rows)``, ``chunk`` jobs per
         read, so an export of any size holds one chunk in memory.
 
         ``row`` has the columns of ``EXPORT_COLUMNS``; metric rows are ``(job id, title, series,
         iteration, value, after_stop)`` ordered by title, series and iteration (the order of the
-        store's index: no sort).
+        store's index: no sort). ``numbers = (lo, hi)``: only the jobs numbered ``lo <= n < hi``.
         """
-        for rows, points in self._export_chunks(study, chunk, metrics):
+        for rows, points in self._export_chunks(study, chunk, metrics, numbers):
             for r in rows:
                 yield r, points[r[0]]
 
-    def _export_chunks(self, study: str, chunk: int, metrics: bool
+    def _export_chunks(self, study: str, chunk: int, metrics: bool, numbers: tuple[int, int] | None
                        ) -> Iterator[tuple[list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]]]]:
         cols = ",".join(EXPORT_COLUMNS)
+        where, args = ("", (study,)) if numbers is None else (" AND number >= ? AND number < ?", (study, *numbers))
         try:
             with self._lock:
-                cursor = self._db.execute(f"SELECT {cols} FROM jobs WHERE study=? ORDER BY number", (study,))
+                cursor = self._db.execute(f"SELECT {cols} FROM jobs WHERE study=?{where} ORDER BY number", args)
             while True:
                 with self._lock:
                     rows = cursor.fetchmany(chunk)
@@ -676,6 +677,15 @@ class Store:
                 yield rows, points
         except sqlite3.Error as exc:  # a generator: _guarded would only cover its creation
             raise _explain(self.path, exc) from None
+
+    @_guarded
+    def middle_number(self, study: str) -> tuple[int, int]:
+        """``(jobs, the number that splits them in two halves)`` (for an export in two processes)."""
+        with self._lock:
+            total = self._db.execute("SELECT COUNT(*) FROM jobs WHERE study=?", (study,)).fetchone()[0]
+            row = self._db.execute("SELECT number FROM jobs WHERE study=? ORDER BY number LIMIT 1 OFFSET ?",
+                                   (study, total // 2)).fetchone()
+        return total, (row[0] if row else 0)
 
     @_guarded
     def ranked_numbers(self, study: str, maximize: bool) -> list[int]:
