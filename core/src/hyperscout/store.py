@@ -647,8 +647,8 @@ class Store:
         read, so an export of any size holds one chunk in memory.
 
         ``row`` has the columns of ``EXPORT_COLUMNS``; metric rows are ``(job id, title, series,
-        iteration, value, after_stop)`` ordered by title, series and iteration (the order of the
-        store's index: no sort). ``numbers = (lo, hi)``: only the jobs numbered ``lo <= n < hi``.
+        iteration, value, after_stop)`` in the order they were reported (a replay depends on it).
+        ``numbers = (lo, hi)``: only the jobs numbered ``lo <= n < hi``.
         """
         for rows, points in self._export_chunks(study, chunk, metrics, numbers):
             for r in rows:
@@ -670,8 +670,7 @@ class Store:
                     if metrics:
                         for point in self._db.execute(
                             f"SELECT job_id, title, series, iteration, value, after_stop FROM metrics "
-                            f"WHERE job_id IN ({','.join('?' * len(rows))}) ORDER BY job_id, title, series, iteration",
-                            list(points),
+                            f"WHERE job_id IN ({','.join('?' * len(rows))}) ORDER BY rowid", list(points),
                         ):
                             points[point[0]].append(point)
                 yield rows, points

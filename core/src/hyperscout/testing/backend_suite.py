@@ -262,9 +262,9 @@ HANG_SCRIPT = """
     import os, subprocess, sys, time
     from hyperscout import report_scalar
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    print("hanging", flush=True)  # before the last report: once it is read, the trial writes nothing more
     report_scalar("proc", "child", child.pid, 0)
     report_scalar("proc", "main", os.getpid(), 0)
-    print("hanging", flush=True)
     time.sleep(120)
 """
 
