@@ -62,10 +62,6 @@ def _num(v: Any) -> str:
     return "null" if v is None or v in _NOT_FINITE or v != v else repr(v)
 
 
-def _str(v: str | None) -> str:
-    return "null" if v is None else encode_basestring(v)
-
-
 #: from this many jobs on, an export to a file is written by two processes (one half each)
 PARALLEL_FROM = 20_000
 
