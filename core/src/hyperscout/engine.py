@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -65,6 +65,8 @@ from hyperscout.plugins import notify
 from hyperscout.results import RankedIndex, ranked_jobs
 from hyperscout.store import Store
 from hyperscout.strategy import EXHAUSTED, WAIT, SearchStrategy, Suggestion, TrialRecord, TrialResult, Verdict
+
+_T = TypeVar("_T")
 
 __all__ = ["Engine", "Limits", "StudyView"]
 
@@ -334,15 +336,20 @@ class Engine:
         return [attrs.evolve(j, metrics=points[j.id]) if j.id in points else j for j in jobs]
 
     def _read_histories(self, ids: list[str]) -> dict[str, list[MetricPoint]]:
+        return self._from_store(lambda store: store.load_metrics(ids))
+
+    def _from_store(self, read: Callable[[Store], _T]) -> _T:
+        """``read`` the study's store, or a read-only connection once the study has closed its own
+        (a caller may ask after the end, or while the end closes it)."""
         if not self.store.closed:
             try:
-                return self.store.load_metrics(ids)
+                return read(self.store)
             except StoreError:
                 if not self.store.closed:
                     raise
-        reader = Store(self.store.path, readonly=True)  # the study ended and closed its own connection
+        reader = Store(self.store.path, readonly=True)
         try:
-            return reader.load_metrics(ids)
+            return read(reader)
         finally:
             reader.close()
 
@@ -956,13 +963,7 @@ class Engine:
 
     def reported_metrics(self) -> list[str]:
         """Every ``title/series`` any job of this study reported (for "the objective never arrived")."""
-        if not self.store.closed:
-            return self.store.metric_keys(self.name)
-        reader = Store(self.store.path, readonly=True)
-        try:
-            return reader.metric_keys(self.name)
-        finally:
-            reader.close()
+        return self._from_store(lambda store: store.metric_keys(self.name))
 
 
 def job_dir(store: Store, study: str, job_id: str) -> Path:

@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -288,15 +288,8 @@ def create_app(store_dir: str | Path, *, token: str | None = None, loopback_only
         async def gen() -> AsyncIterator[str]:
             try:
                 yield "retry: 1000\n\n"
-                while True:
-                    try:
-                        item = await asyncio.wait_for(q.get(), 15)
-                    except asyncio.TimeoutError:
-                        yield ": ping\n\n"
-                        continue
-                    if item is None:
-                        return
-                    yield sse(item, "rows")
+                async for chunk in _relay(q, lambda item: sse(item, "rows")):
+                    yield chunk
             finally:
                 hub.unsubscribe("", q)
 
@@ -313,15 +306,8 @@ def create_app(store_dir: str | Path, *, token: str | None = None, loopback_only
                 first = await run_in_threadpool(hub.catch_up, name, since)
                 if first:
                     yield sse(first, "delta", first["cursor"])
-                while True:
-                    try:
-                        item = await asyncio.wait_for(q.get(), 15)
-                    except asyncio.TimeoutError:
-                        yield ": ping\n\n"
-                        continue
-                    if item is None:
-                        return
-                    yield sse(item, "delta", item.get("cursor"))
+                async for chunk in _relay(q, lambda item: sse(item, "delta", item.get("cursor"))):
+                    yield chunk
             finally:
                 hub.unsubscribe(name, q)
 
@@ -420,6 +406,20 @@ class _Forbidden(Exception):
 @functools.lru_cache(maxsize=1)
 def _plotly_gz() -> bytes:
     return gzip.compress(PLOTLY_JS.read_bytes(), compresslevel=6, mtime=0)
+
+
+async def _relay(q: asyncio.Queue[Any], render: Callable[[Any], str]) -> AsyncIterator[str]:
+    """What a hub queue receives, rendered as server-sent events, with a ping every 15 s of silence
+    (so proxies and the browser keep the connection); ends when the hub sends None."""
+    while True:
+        try:
+            item = await asyncio.wait_for(q.get(), 15)
+        except asyncio.TimeoutError:
+            yield ": ping\n\n"
+            continue
+        if item is None:
+            return
+        yield render(item)
 
 
 def _stream(gen: AsyncIterator[str]) -> StreamingResponse:
